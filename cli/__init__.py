@@ -1,0 +1,1 @@
+"""moohead's command line (installed as ``moohead.cli``)."""

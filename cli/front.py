@@ -1,0 +1,30 @@
+"""``moohead front``: show a finished run's Pareto front."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print front.json instead of a table.")
+def front(run_dir: Path, as_json: bool) -> None:
+    """Show the Pareto front of RUN_DIR with the baseline row."""
+    from moohead.front import read_front
+
+    doc = read_front(run_dir)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    from moohead.cli.report import front_table
+    from rich.console import Console
+
+    console = Console()
+    console.print(front_table(doc))
+    if doc.get("failed"):
+        console.print(
+            f"{doc['failed']} of {doc['evaluations']} evaluations failed (see archive.jsonl)"
+        )

@@ -1,0 +1,97 @@
+"""Rich progress and tables for the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from moohead.evaluate import Evaluation
+from moohead.search import GenerationStats, Reporter
+
+
+class RichReporter(Reporter):
+    """Feature-cache progress bars, a line per evaluation and per generation."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def cache(self, description: str, total: int) -> Callable[[int], None]:
+        progress = Progress(
+            TextColumn(f"encoding {description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        task = progress.add_task(description, total=total)
+        progress.start()
+        done = [0]
+
+        def tick(n: int) -> None:
+            done[0] += n
+            progress.update(task, advance=n)
+            if done[0] >= total:
+                progress.stop()
+
+        return tick
+
+    def evaluated(self, evaluation: Evaluation) -> None:
+        e = evaluation
+        if e.ok and e.cost is not None:
+            self.console.print(
+                f"  [dim]#{e.id:<4}[/] {e.score:7.4f}  {e.cost.flops / 1e9:6.2f} GFLOPs  "
+                f"{e.train_seconds:5.1f}s  [dim]{e.genome.describe()}[/]",
+                highlight=False,
+            )
+        else:
+            self.console.print(f"  [dim]#{e.id:<4}[/] [red]failed[/] {e.reason}", highlight=False)
+
+    def generation(self, stats: GenerationStats) -> None:
+        s = stats
+        self.console.print(
+            f"[bold]generation {s.generation}/{s.generations}[/]: {s.evaluations} evaluations "
+            f"({s.new} new, {s.failed} failed), best score {s.best_score:.4f}, "
+            f"hypervolume {s.hypervolume:.4f}, {s.seconds:.0f}s",
+            highlight=False,
+        )
+
+    def message(self, text: str) -> None:
+        self.console.print(text, highlight=False)
+
+
+def front_table(doc: dict[str, Any]) -> Table:
+    """The front with the baseline row first."""
+    table = Table(title=f"{doc['task']} front ({doc['metric']}), {len(doc['front'])} heads")
+    for name, justify in (
+        ("id", "right"),
+        ("head", "left"),
+        ("search-val", "right"),
+        ("validation", "right"),
+        ("GFLOPs", "right"),
+        ("latency ms", "right"),
+        ("params", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+
+    def row(e: dict[str, Any], style: str | None = None, label: str | None = None) -> None:
+        table.add_row(
+            str(e["id"]),
+            label or e["summary"],
+            f"{e['score']:.4f}",
+            f"{e['validation']:.4f}",
+            f"{e['flops'] / 1e9:.3f}",
+            f"{e['latency_ms']:.2f}",
+            f"{e['params'] / 1e6:.2f}M",
+            style=style,
+        )
+
+    row(doc["baseline"], "yellow", f"baseline: {doc['baseline']['summary']}")
+    table.add_section()
+    for e in doc["front"]:
+        row(e)
+    return table

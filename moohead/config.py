@@ -1,0 +1,134 @@
+"""The search's configuration: one frozen dataclass, checked before any work starts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from moohead.errors import MooheadError
+
+OBJECTIVES = ("score", "flops", "latency")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def default_cache_dir() -> Path:
+    """``$MOOHEAD_CACHE_DIR``, else ``~/.cache/moohead``."""
+    env = os.environ.get("MOOHEAD_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "moohead"
+
+
+def default_data_dir() -> Path | None:
+    """``$GLUE_DIR`` when set; otherwise None, meaning the Hugging Face hub."""
+    env = os.environ.get("GLUE_DIR")
+    return Path(env) if env else None
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything ``moohead evolve`` needs.
+
+    Attributes:
+        task: GLUE task name, or a custom task folder under ``data_dir``.
+        model: Hub id or local folder of the encoder; None = packaged all-MiniLM-L6-v2.
+        data_dir: Folder with ``<task>/{train,validation}.<ext>``; None = the hub.
+        out: Run directory.
+        population: NSGA-II population size.
+        generations: NSGA-II generations (the first is the initial population).
+        max_train: Training examples used (search-train + search-val); None = all.
+        val_fraction: Share of them held out as search-val.
+        max_length: Tokenizer truncation length.
+        seed: The one seed of the run.
+        objectives: Subset of ``score``, ``flops``, ``latency`` (score is required).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        cache_dir: Feature cache folder; None = ``default_cache_dir()``.
+        batch_size: Head training batch size.
+        max_epochs: Epoch budget per head (early stopping may end sooner).
+        patience: Epochs without search-val improvement before stopping.
+        reference_length: Tokens of the reference input for FLOPs and latency.
+        latency_runs: Timed runs per latency measurement (after warm-up).
+    """
+
+    task: str = "sst2"
+    model: str | None = None
+    data_dir: Path | None = None
+    out: Path = Path("runs/latest")
+    population: int = 16
+    generations: int = 8
+    max_train: int | None = 8000
+    val_fraction: float = 0.15
+    max_length: int = 128
+    seed: int = 0
+    objectives: tuple[str, ...] = OBJECTIVES
+    device: str = "auto"
+    cache_dir: Path | None = None
+    batch_size: int = 64
+    max_epochs: int = 12
+    patience: int = 3
+    reference_length: int = 128
+    latency_runs: int = 20
+
+    def validate(self) -> None:
+        """Raise MooheadError naming the first invalid value and the valid range."""
+        checks = [
+            (self.population >= 4, f"--population must be at least 4, got {self.population}"),
+            (self.generations >= 1, f"--generations must be at least 1, got {self.generations}"),
+            (self.max_length >= 8, f"--max-length must be at least 8, got {self.max_length}"),
+            (
+                self.max_train is None or self.max_train >= 20,
+                f"--max-train must be at least 20, got {self.max_train}",
+            ),
+            (0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}"),
+            (
+                self.device in DEVICES,
+                f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}",
+            ),
+            (
+                self.reference_length >= 4,
+                f"reference length must be at least 4, got {self.reference_length}",
+            ),
+            (
+                self.max_epochs >= 1 and self.patience >= 1,
+                "max_epochs and patience must be at least 1",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise MooheadError(message)
+        unknown = [o for o in self.objectives if o not in OBJECTIVES]
+        if (
+            unknown
+            or "score" not in self.objectives
+            or len(set(self.objectives)) != len(self.objectives)
+        ):
+            raise MooheadError(
+                f"--objectives {','.join(self.objectives)} is invalid: give score plus any of "
+                "flops, latency, comma-separated, each once (e.g. score,flops)"
+            )
+        if self.data_dir is not None and not self.data_dir.is_dir():
+            raise MooheadError(f"--data-dir {self.data_dir} is not a folder")
+
+    @property
+    def features_dir(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else default_cache_dir()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for key in ("data_dir", "out", "cache_dir"):
+            d[key] = None if d[key] is None else str(d[key])
+        d["objectives"] = list(self.objectives)
+        return d
+
+
+def resolve_device(requested: str) -> str:
+    """``auto`` -> cuda when available; ``cuda`` without a GPU is an input error."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise MooheadError(
+            "--device cuda was given but no CUDA GPU is available; use --device cpu or auto"
+        )
+    return requested

@@ -1,0 +1,214 @@
+"""Evaluate genomes: train on cached features, measure cost, log every result.
+
+Results are cached by genome, so nothing is trained twice; FLOPs and latency are cached
+by architecture (training genes do not change the computation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from moohead.archive import Archive
+from moohead.encoder import EncoderInfo, truncate
+from moohead.features import SplitFeatures
+from moohead.fused import FusedModel, reference_inputs
+from moohead.genome import Genome
+from moohead.heads import Head, build_head
+from moohead.measure import count_flops, count_params, measure_latency
+from moohead.tasks import Task
+from moohead.train import TrainConfig, TrainingDiverged, state_dict_cpu, train_head
+
+FAILED_OBJECTIVE = 1e18  # what a failed genome scores on every (minimised) objective
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What an architecture costs at the reference input."""
+
+    flops: int
+    params: int
+    head_params: int
+    latency_ms: float | None
+
+
+@dataclass
+class Evaluation:
+    """One genome's result, as stored in the archive."""
+
+    id: int
+    genome: Genome
+    status: str  # "ok" or "failed"
+    metrics: dict[str, float] = field(default_factory=dict)
+    cost: Cost | None = None
+    epochs: int = 0
+    train_seconds: float = 0.0
+    measure_seconds: float = 0.0
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def score(self) -> float:
+        return self.metrics.get("score", float("nan"))
+
+    def objective(self, name: str) -> float:
+        """Minimised value of one objective (score is negated)."""
+        if not self.ok or self.cost is None:
+            return FAILED_OBJECTIVE
+        if name == "score":
+            return -self.score
+        if name == "flops":
+            return float(self.cost.flops)
+        if self.cost.latency_ms is None:
+            raise ValueError("latency was not measured for this evaluation")
+        return self.cost.latency_ms
+
+    def to_record(self) -> dict[str, Any]:
+        cost = self.cost
+        return {
+            "id": self.id,
+            "genome": self.genome.to_dict(),
+            "status": self.status,
+            "reason": self.reason,
+            "metrics": self.metrics,
+            "score": self.metrics.get("score"),
+            "flops": cost.flops if cost else None,
+            "params": cost.params if cost else None,
+            "head_params": cost.head_params if cost else None,
+            "latency_ms": cost.latency_ms if cost else None,
+            "epochs": self.epochs,
+            "train_seconds": round(self.train_seconds, 3),
+            "measure_seconds": round(self.measure_seconds, 3),
+        }
+
+
+@dataclass
+class SearchData:
+    """Everything an evaluation reads: task, encoder and the cached search splits."""
+
+    task: Task
+    encoder: Any
+    info: EncoderInfo
+    train: SplitFeatures
+    val: SplitFeatures
+
+
+def genome_seed(run_seed: int, genome: Genome) -> int:
+    """Training seed of a genome: independent of evaluation order, so results are too."""
+    digest = hashlib.sha256(f"{run_seed}:{genome.key()}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+class Evaluator:
+    """Callable that turns genomes into Evaluations, caching and archiving them."""
+
+    def __init__(
+        self,
+        data: SearchData,
+        train_cfg: TrainConfig,
+        archive: Archive,
+        weights_dir: Path,
+        seed: int,
+        reference_length: int,
+        measure_latency: bool,
+        latency_runs: int = 20,
+    ) -> None:
+        self.data = data
+        self.train_cfg = train_cfg
+        self.archive = archive
+        self.weights_dir = weights_dir
+        self.seed = seed
+        self.reference_length = reference_length
+        self.measure_latency = measure_latency
+        self.latency_runs = latency_runs
+        self.by_key: dict[str, Evaluation] = {}
+        self.costs: dict[str, Cost] = {}
+        self._encoders: dict[int, Any] = {}
+        self.evaluations: list[Evaluation] = []
+        weights_dir.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, genomes: list[Genome]) -> list[Evaluation]:
+        return [self.evaluate(g) for g in genomes]
+
+    def evaluate(self, genome: Genome) -> Evaluation:
+        """Result of a genome: the cached one, or a new evaluation, archived on completion."""
+        cached = self.by_key.get(genome.key())
+        if cached is not None:
+            return cached
+        ev = Evaluation(id=len(self.evaluations), genome=genome, status="failed")
+        try:
+            result = train_head(
+                genome,
+                self.data.task,
+                self.data.info.hidden_size,
+                self.data.train,
+                self.data.val,
+                self.train_cfg,
+                genome_seed(self.seed, genome),
+            )
+            ev.metrics, ev.epochs, ev.train_seconds = result.metrics, result.epochs, result.seconds
+            t0 = time.perf_counter()
+            ev.cost = self.cost(genome, result.head)
+            ev.measure_seconds = time.perf_counter() - t0
+            torch.save(state_dict_cpu(result.head), self.weights_path(ev.id))
+            ev.status = "ok"
+        except TrainingDiverged as exc:
+            ev.reason = f"diverged: {exc}"
+        except (RuntimeError, ValueError) as exc:
+            # A genome that cannot be trained is a result, not the end of the search.
+            ev.reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            ev.reason += f" ({traceback.extract_tb(exc.__traceback__)[-1].name})"
+        self.archive.append(ev.to_record())
+        self.by_key[genome.key()] = ev
+        self.evaluations.append(ev)
+        return ev
+
+    def weights_path(self, eval_id: int) -> Path:
+        return self.weights_dir / f"{eval_id}.pt"
+
+    def encoder_at(self, depth: int) -> Any:
+        if depth not in self._encoders:
+            self._encoders[depth] = truncate(self.data.encoder, depth).eval()
+        return self._encoders[depth]
+
+    def fused(self, genome: Genome, head: Head | None = None) -> FusedModel:
+        """The deployable model of a genome (an untrained head when none is given)."""
+        if head is None:
+            head = build_head(genome, self.data.info.hidden_size, self.data.task.num_labels)
+        device = self.train_cfg.device
+        return FusedModel(
+            self.encoder_at(genome.depth),
+            head.to(device).eval(),
+            self.data.info.uses_token_type_ids,
+        )
+
+    def reference(self, model: FusedModel) -> tuple[torch.Tensor, ...]:
+        return reference_inputs(model, 1, self.reference_length, self.train_cfg.device)
+
+    def cost(self, genome: Genome, head: Head) -> Cost:
+        """FLOPs, parameters and (when an objective) latency, cached per architecture."""
+        key = genome.arch_key()
+        if key not in self.costs:
+            model = self.fused(genome, head)
+            inputs = self.reference(model)
+            latency = (
+                measure_latency(model, inputs, runs=self.latency_runs)
+                if self.measure_latency
+                else None
+            )
+            self.costs[key] = Cost(
+                flops=count_flops(model, inputs),
+                params=count_params(model),
+                head_params=count_params(head),
+                latency_ms=latency,
+            )
+        return self.costs[key]

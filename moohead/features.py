@@ -1,0 +1,246 @@
+"""Frozen-fidelity feature cache: one encoder pass, every layer's token states on disk.
+
+Layout of one cached *view* (a split encoded one way: the sentence, the joint pair, or
+one side of a pair for siamese heads)::
+
+    <cache_dir>/<task>-<split>-<view>-<key>/
+        meta.json          written last: its presence marks a complete cache
+        offsets.npy        int64 [n]: first token row of example i
+        lengths.npy        int32 [n]: tokens of example i (no padding is stored)
+        state_XX.f16       float16 [total_tokens, hidden]: hidden state XX (0 = embeddings)
+
+Files are memory-mapped, so a genome pages in only the layers it reads. The key hashes the
+encoder, task, split, view, max length and the texts themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from moohead.data import Split
+from moohead.encoder import EncoderInfo
+from moohead.tasks import Task
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class FeatureStore:
+    """One cached view of a split."""
+
+    path: Path
+    offsets: np.ndarray
+    lengths: np.ndarray
+    num_states: int
+    hidden: int
+    _states: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, path: Path) -> FeatureStore:
+        meta = json.loads((path / "meta.json").read_text())
+        return cls(
+            path=path,
+            offsets=np.load(path / "offsets.npy"),
+            lengths=np.load(path / "lengths.npy"),
+            num_states=int(meta["num_states"]),
+            hidden=int(meta["hidden"]),
+        )
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def state(self, index: int) -> np.ndarray:
+        """Memory-mapped rows of hidden state ``index`` (0 = embeddings, L = last layer)."""
+        if index not in self._states:
+            total = int(self.lengths.sum())
+            self._states[index] = np.memmap(
+                self.path / f"state_{index:02d}.f16",
+                dtype=np.float16,
+                mode="r",
+                shape=(total, self.hidden),
+            )
+        return self._states[index]
+
+    def gather(self, indices: np.ndarray, states: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded batch of the given examples.
+
+        Returns:
+            ``([len(states), B, T, hidden] float32, [B, T] bool mask)``.
+        """
+        lengths = self.lengths[indices].astype(np.int64)
+        starts = self.offsets[indices]
+        t_max = int(lengths.max())
+        # Row index of every token of every example, without a Python loop per token.
+        rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        mask = torch.arange(t_max)[None, :] < torch.from_numpy(lengths)[:, None]
+        out = torch.zeros(len(states), len(indices), t_max, self.hidden)
+        for j, s in enumerate(states):
+            out[j][mask] = torch.from_numpy(np.asarray(self.state(s)[rows], dtype=np.float32))
+        return out, mask
+
+
+@dataclass
+class SplitFeatures:
+    """The cached views of one split plus its labels."""
+
+    views: dict[str, FeatureStore]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def views_for(task: Task) -> dict[str, tuple[int, ...]]:
+    """View name -> indices of the text columns it encodes."""
+    if task.is_pair:
+        return {"joint": (0, 1), "a": (0,), "b": (1,)}
+    return {"text": (0,)}
+
+
+def cache_key(
+    info: EncoderInfo, task: Task, split_name: str, view: str, max_length: int, data: Split
+) -> str:
+    payload = json.dumps(
+        [
+            FORMAT_VERSION,
+            info.fingerprint,
+            task.name,
+            split_name,
+            view,
+            max_length,
+            data.fingerprint(),
+        ]
+    )
+    return hashlib.sha1(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """How features are computed and where they live."""
+
+    cache_dir: Path
+    max_length: int = 128
+    batch_size: int = 64
+    device: str = "cpu"
+
+
+ProgressFn = Callable[[int], None]
+
+
+def encode_view(
+    encoder: Any,
+    tokenizer: Any,
+    texts: list[list[str]],
+    out_dir: Path,
+    cfg: CacheConfig,
+    progress: ProgressFn | None = None,
+) -> None:
+    """Run the encoder once over ``texts`` and write every hidden state to ``out_dir``."""
+    enc = tokenizer(*texts, truncation=True, max_length=cfg.max_length)
+    ids: list[list[int]] = enc["input_ids"]
+    types: list[list[int]] | None = enc.get("token_type_ids")
+    n = len(ids)
+    lengths = np.array([len(x) for x in ids], dtype=np.int32)
+    order = np.argsort(lengths, kind="stable")  # length-sorted batches waste no compute on padding
+    offsets = np.zeros(n, dtype=np.int64)
+    offsets[order] = np.concatenate([[0], np.cumsum(lengths[order])[:-1]])
+    num_states = encoder.config.num_hidden_layers + 1
+    files = [open(out_dir / f"state_{s:02d}.f16", "wb") for s in range(num_states)]  # noqa: SIM115
+    pad = tokenizer.pad_token_id or 0
+    try:
+        with torch.inference_mode():
+            for start in range(0, n, cfg.batch_size):
+                batch = order[start : start + cfg.batch_size]
+                t = int(lengths[batch].max())
+                input_ids = torch.full((len(batch), t), pad, dtype=torch.long)
+                mask = torch.zeros((len(batch), t), dtype=torch.long)
+                token_types = torch.zeros((len(batch), t), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    input_ids[row, : lengths[i]] = torch.tensor(ids[i])
+                    mask[row, : lengths[i]] = 1
+                    if types is not None:
+                        token_types[row, : lengths[i]] = torch.tensor(types[i])
+                kwargs = {"input_ids": input_ids, "attention_mask": mask}
+                if types is not None:
+                    kwargs["token_type_ids"] = token_types
+                kwargs = {k: v.to(cfg.device) for k, v in kwargs.items()}
+                hidden = encoder(**kwargs, output_hidden_states=True).hidden_states
+                keep = mask.bool().to(cfg.device)
+                for s, state in enumerate(hidden):
+                    files[s].write(state[keep].to(torch.float16).cpu().numpy().tobytes())
+                if progress is not None:
+                    progress(len(batch))
+    finally:
+        for f in files:
+            f.close()
+    np.save(out_dir / "offsets.npy", offsets)
+    np.save(out_dir / "lengths.npy", lengths)
+
+
+def cached_split(
+    encoder: Any,
+    tokenizer: Any,
+    info: EncoderInfo,
+    task: Task,
+    split_name: str,
+    data: Split,
+    cfg: CacheConfig,
+    progress: Callable[[str, int], ProgressFn] | None = None,
+) -> SplitFeatures:
+    """Features of every view of a split: from the cache, or computed once and cached.
+
+    Args:
+        progress: Called as ``progress(description, total)`` before a view is encoded;
+            returns a callback that is given the number of examples done per batch.
+    """
+    views: dict[str, FeatureStore] = {}
+    cfg.cache_dir.mkdir(parents=True, exist_ok=True)
+    for view, columns in views_for(task).items():
+        key = cache_key(info, task, split_name, view, cfg.max_length, data)
+        path = cfg.cache_dir / f"{task.name}-{split_name}-{view}-{key}"
+        if not (path / "meta.json").is_file():
+            # Build in a temporary sibling and rename: a crash never leaves a half cache.
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=cfg.cache_dir))
+            try:
+                tick = progress(f"{split_name}/{view}", len(data)) if progress else None
+                encode_view(encoder, tokenizer, [data.texts[c] for c in columns], tmp, cfg, tick)
+                meta = {
+                    "format": FORMAT_VERSION,
+                    "encoder": info.name,
+                    "task": task.name,
+                    "split": split_name,
+                    "view": view,
+                    "max_length": cfg.max_length,
+                    "examples": len(data),
+                    "num_states": encoder.config.num_hidden_layers + 1,
+                    "hidden": info.hidden_size,
+                }
+                (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+                if path.exists():  # an incomplete leftover with no meta.json
+                    shutil.rmtree(path)
+                os.replace(tmp, path)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        views[view] = FeatureStore.open(path)
+    return SplitFeatures(views, data.labels)
+
+
+def cache_size_bytes(features: list[SplitFeatures]) -> int:
+    """Bytes on disk of the given cached splits."""
+    total = 0
+    for sf in features:
+        for store in sf.views.values():
+            total += sum(f.stat().st_size for f in store.path.iterdir())
+    return total

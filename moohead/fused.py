@@ -1,0 +1,76 @@
+"""The deployable model: the encoder cut to the genome's depth, followed by its head."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from moohead.heads import Head
+
+
+class FusedModel(nn.Module):
+    """``encoder[:depth]`` + head, taking token ids and returning logits (or scores).
+
+    Inputs (positional, in ``input_names`` order): ``input_ids``, ``attention_mask`` and
+    ``token_type_ids`` where the encoder uses them; a siamese head takes the same again
+    for the second sentence, suffixed ``_b``.
+    """
+
+    def __init__(self, encoder: Any, head: Head, uses_token_type_ids: bool) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.k = head.genome.k
+        self.siamese = head.siamese
+        self.uses_token_type_ids = uses_token_type_ids
+
+    @property
+    def side_names(self) -> list[str]:
+        names = ["input_ids", "attention_mask"]
+        return [*names, "token_type_ids"] if self.uses_token_type_ids else names
+
+    @property
+    def input_names(self) -> list[str]:
+        if self.siamese:
+            return self.side_names + [f"{n}_b" for n in self.side_names]
+        return self.side_names
+
+    def _states(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        kwargs = dict(zip(self.side_names, inputs, strict=True))
+        hidden = self.encoder(**kwargs, output_hidden_states=True).hidden_states
+        return torch.stack(hidden[-self.k :]), kwargs["attention_mask"]
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        n = len(self.side_names)
+        states, mask = self._states(inputs[:n])
+        if self.siamese:
+            states_b, mask_b = self._states(inputs[n:])
+            return self.head(states, mask, states_b, mask_b)
+        return self.head(states, mask)
+
+
+def reference_inputs(
+    model: FusedModel, batch: int, length: int, device: str = "cpu"
+) -> tuple[torch.Tensor, ...]:
+    """A fixed, padding-free input for FLOPs and latency.
+
+    A siamese head encodes each sentence on its own, so each side gets half the tokens of
+    the joint reference: the same text, measured the way each head reads it.
+    """
+    side = max(2, length // 2) if model.siamese else length
+    gen = torch.Generator().manual_seed(0)
+    vocab = int(getattr(model.encoder.config, "vocab_size", 1000))
+
+    def one_side() -> list[torch.Tensor]:
+        tensors = [
+            torch.randint(5, vocab, (batch, side), generator=gen),
+            torch.ones(batch, side, dtype=torch.long),
+        ]
+        if model.uses_token_type_ids:
+            tensors.append(torch.zeros(batch, side, dtype=torch.long))
+        return [t.to(device) for t in tensors]
+
+    sides = one_side() + (one_side() if model.siamese else [])
+    return tuple(sides)

@@ -1,0 +1,89 @@
+"""The pymoo side of the search: variables, objectives, and NSGA-II operators.
+
+The Problem only turns variables into objective values; decoding and evaluating are
+injected callables, so tests can run it on a tiny model or a fake evaluator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from pymoo.core.problem import Problem
+from pymoo.core.repair import Repair
+
+from moohead.evaluate import Evaluation
+from moohead.genome import Genome
+
+
+class HeadSearchProblem(Problem):
+    """Minimise ``[-score, flops, latency]`` (or the chosen subset) over head genomes."""
+
+    def __init__(
+        self,
+        space: dict[str, Any],
+        objectives: Sequence[str],
+        decode: Callable[[dict[str, Any]], Genome],
+        evaluate: Callable[[list[Genome]], list[Evaluation]],
+    ) -> None:
+        super().__init__(vars=space, n_obj=len(objectives))
+        self.objectives = tuple(objectives)
+        self.decode = decode
+        self.evaluate_genomes = evaluate
+
+    def _evaluate(self, X: Any, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        evaluations = self.evaluate_genomes([self.decode(x) for x in X])
+        out["F"] = np.array([[e.objective(o) for o in self.objectives] for e in evaluations])
+
+
+class CanonicalRepair(Repair):
+    """Rewrite each candidate to its canonical genome, so pymoo's duplicate elimination
+    sees genomes that compute the same head as the duplicates they are."""
+
+    def __init__(
+        self, decode: Callable[[dict[str, Any]], Genome], encode: Callable[[Genome], dict[str, Any]]
+    ) -> None:
+        super().__init__()
+        self.decode_fn = decode
+        self.encode_fn = encode
+
+    def _do(self, problem: Any, X: Any, **kwargs: Any) -> Any:
+        return np.array([self.encode_fn(self.decode_fn(x)) for x in X], dtype=object)
+
+
+def make_nsga2(
+    population: int,
+    seeds: list[dict[str, Any]],
+    repair: Repair,
+) -> Any:
+    """NSGA-II (rank and crowding survival) for mixed variables, seeded with ``seeds``."""
+    from pymoo.algorithms.moo.nsga2 import NSGA2, binary_tournament
+    from pymoo.core.mixed import (
+        MixedVariableDuplicateElimination,
+        MixedVariableMating,
+        MixedVariableSampling,
+    )
+    from pymoo.operators.selection.tournament import TournamentSelection
+
+    class SeededSampling(MixedVariableSampling):
+        """Random genomes, with the seeds (the baseline) first."""
+
+        def _do(self, problem: Any, n_samples: int, random_state: Any = None, **kwargs: Any) -> Any:
+            X = super()._do(problem, n_samples, random_state=random_state, **kwargs)
+            for i, x in enumerate(seeds[:n_samples]):
+                X[i] = dict(x)
+            return X
+
+    dedup = MixedVariableDuplicateElimination()
+    return NSGA2(
+        pop_size=population,
+        sampling=SeededSampling(),
+        mating=MixedVariableMating(
+            selection=TournamentSelection(func_comp=binary_tournament),
+            repair=repair,
+            eliminate_duplicates=dedup,
+        ),
+        repair=repair,
+        eliminate_duplicates=dedup,
+    )

@@ -1,0 +1,340 @@
+"""``moohead evolve``: load data and encoder, cache features, run NSGA-II, write the run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from moohead.archive import Archive
+from moohead.config import SearchConfig, resolve_device
+from moohead.data import load_split, resolve_task, search_splits
+from moohead.encoder import load_encoder
+from moohead.errors import MooheadError
+from moohead.evaluate import Evaluation, Evaluator, SearchData
+from moohead.features import CacheConfig, SplitFeatures, cache_size_bytes, cached_split
+from moohead.files import atomic_write_json, package_versions
+from moohead.front import (
+    FRONT_FILE,
+    HV_REFERENCE,
+    hypervolume,
+    nondominated,
+    normalised_objectives,
+    tolerances,
+)
+from moohead.genome import LEARNING_RATES, baseline, decode, encode, is_baseline_arch, search_space
+from moohead.heads import build_head
+from moohead.measure import measure_latency_interleaved
+from moohead.metrics import compute_metrics
+from moohead.plot import plot_front
+from moohead.problem import CanonicalRepair, HeadSearchProblem, make_nsga2
+from moohead.train import TrainConfig, predict
+
+ARCHIVE_FILE = "archive.jsonl"
+CONFIG_FILE = "config.json"
+HEADS_DIR = "heads"
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """Progress after one NSGA-II generation."""
+
+    generation: int
+    generations: int
+    evaluations: int
+    new: int
+    failed: int
+    best_score: float
+    hypervolume: float
+    seconds: float
+
+
+class Reporter:
+    """Progress hooks; the CLI passes a rich implementation. These defaults are silent."""
+
+    def cache(self, description: str, total: int) -> Callable[[int], None]:
+        return lambda n: None
+
+    def evaluated(self, evaluation: Evaluation) -> None:
+        pass
+
+    def generation(self, stats: GenerationStats) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+
+def prepare_run_dir(out: Path) -> None:
+    """Create the run directory; never touch one that already holds a run."""
+    if (out / ARCHIVE_FILE).exists():
+        raise MooheadError(f"{out} already holds a run; pass a new --out folder to start another")
+    if out.exists() and not out.is_dir():
+        raise MooheadError(f"--out {out} is a file; pass a folder")
+    (out / HEADS_DIR).mkdir(parents=True, exist_ok=True)
+
+
+def run_search(cfg: SearchConfig, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Run the whole search and write the run directory.
+
+    Returns:
+        The ``front.json`` document.
+    """
+    rep = reporter or Reporter()
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    task = resolve_task(cfg.task, cfg.data_dir)
+    train = load_split(task, "train", cfg.data_dir)
+    validation = {s: load_split(task, s, cfg.data_dir) for s in task.validation_splits}
+    search_train, search_val = search_splits(train, cfg.max_train, cfg.val_fraction, cfg.seed)
+    encoder, tokenizer, info = load_encoder(cfg.model)
+    encoder.to(device)
+    prepare_run_dir(cfg.out)
+    torch.manual_seed(cfg.seed)
+
+    t0 = time.perf_counter()
+    cache_cfg = CacheConfig(cfg.features_dir, cfg.max_length, device=device)
+
+    def cache(name: str, split: Any) -> SplitFeatures:
+        return cached_split(encoder, tokenizer, info, task, name, split, cache_cfg, rep.cache)
+
+    train_f, val_f = cache("search-train", search_train), cache("search-val", search_val)
+    valid_f = {name: cache(name, split) for name, split in validation.items()}
+    cache_seconds = time.perf_counter() - t0
+    cache_bytes = cache_size_bytes([train_f, val_f, *valid_f.values()])
+    rep.message(
+        f"features ready in {cache_seconds:.1f}s ({cache_bytes / 2**20:.0f} MiB in {cache_cfg.cache_dir})"
+    )
+
+    atomic_write_json(
+        cfg.out / CONFIG_FILE,
+        {
+            "config": cfg.to_dict(),
+            "device": device,
+            "encoder": asdict(info),
+            "task": asdict(task),
+            "examples": {"search-train": len(search_train), "search-val": len(search_val)}
+            | {k: len(v) for k, v in validation.items()},
+            "versions": package_versions(),
+            "cache_seconds": round(cache_seconds, 2),
+            "cache_bytes": cache_bytes,
+        },
+    )
+
+    train_cfg = TrainConfig(cfg.batch_size, cfg.max_epochs, cfg.patience, device=device)
+    evaluator = Evaluator(
+        SearchData(task, encoder, info, train_f, val_f),
+        train_cfg,
+        Archive(cfg.out / ARCHIVE_FILE),
+        cfg.out / HEADS_DIR,
+        cfg.seed,
+        cfg.reference_length,
+        measure_latency="latency" in cfg.objectives,
+        latency_runs=cfg.latency_runs,
+    )
+    history = evolve(cfg, evaluator, rep)
+    doc = finalize(cfg, evaluator, valid_f, history)
+    doc["cache_seconds"] = round(cache_seconds, 2)
+    return doc
+
+
+def _decoder(num_layers: int, is_pair: bool) -> Callable[[dict[str, Any]], Any]:
+    return lambda x: decode(x, num_layers, is_pair)
+
+
+def evolve(cfg: SearchConfig, evaluator: Evaluator, rep: Reporter) -> list[dict[str, Any]]:
+    """The baseline at every learning rate, then NSGA-II; returns per-generation stats."""
+    task, num_layers = evaluator.data.task, evaluator.data.info.num_layers
+    evaluator_hook: Callable[[Evaluation], None] = rep.evaluated
+    # The baseline gets the same learning-rate choices as every genome, so a gain is the head's.
+    for lr in LEARNING_RATES:
+        evaluator_hook(evaluator.evaluate(baseline(num_layers, lr)))
+    dec = _decoder(num_layers, task.is_pair)
+
+    def enc(g: Any) -> dict[str, Any]:
+        return encode(g, task.is_pair)
+
+    def evaluate_reporting(genomes: list[Any]) -> list[Evaluation]:
+        out = []
+        for g in genomes:
+            before = len(evaluator.evaluations)
+            ev = evaluator.evaluate(g)
+            if len(evaluator.evaluations) > before:
+                evaluator_hook(ev)
+            out.append(ev)
+        return out
+
+    problem = HeadSearchProblem(
+        search_space(num_layers, task.is_pair), cfg.objectives, dec, evaluate_reporting
+    )
+    best_base = max(
+        (e for e in evaluator.evaluations if e.ok),
+        key=lambda e: e.score,
+        default=evaluator.evaluations[0],
+    )
+    algorithm = make_nsga2(cfg.population, [enc(best_base.genome)], CanonicalRepair(dec, enc))
+    algorithm.setup(problem, termination=("n_gen", cfg.generations), seed=cfg.seed, verbose=False)
+    history: list[dict[str, Any]] = []
+    generation, start = 0, time.perf_counter()
+    while algorithm.has_next():
+        before = len(evaluator.evaluations)
+        pop = algorithm.ask()
+        algorithm.evaluator.eval(problem, pop)
+        algorithm.tell(infills=pop)
+        generation += 1
+        stats = generation_stats(
+            cfg, evaluator, generation, len(evaluator.evaluations) - before, start
+        )
+        history.append(asdict(stats))
+        rep.generation(stats)
+    return history
+
+
+def _baseline_eval(evaluator: Evaluator) -> Evaluation:
+    num_layers = evaluator.data.info.num_layers
+    candidates = [
+        e for e in evaluator.evaluations if e.ok and is_baseline_arch(e.genome, num_layers)
+    ]
+    if not candidates:
+        raise MooheadError(
+            "the baseline head failed to train at every learning rate; see archive.jsonl"
+        )
+    return max(candidates, key=lambda e: (e.score, -e.id))
+
+
+def _objective_rows(evals: list[Evaluation], objectives: tuple[str, ...]) -> np.ndarray:
+    return np.array([[e.objective(o) for o in objectives] for e in evals]).reshape(
+        len(evals), len(objectives)
+    )
+
+
+def generation_stats(
+    cfg: SearchConfig, evaluator: Evaluator, generation: int, new: int, start: float
+) -> GenerationStats:
+    ok = [e for e in evaluator.evaluations if e.ok]
+    base = _baseline_eval(evaluator)
+    assert base.cost is not None
+    rows = [
+        {"score": e.score, "flops": e.cost.flops, "latency": e.cost.latency_ms or 0.0}
+        for e in ok
+        if e.cost
+    ]
+    base_row = {
+        "score": base.score,
+        "flops": base.cost.flops,
+        "latency": base.cost.latency_ms or 1.0,
+    }
+    F = normalised_objectives(rows, cfg.objectives, base_row)
+    ref = np.array([HV_REFERENCE[o] for o in cfg.objectives])
+    return GenerationStats(
+        generation=generation,
+        generations=cfg.generations,
+        evaluations=len(evaluator.evaluations),
+        new=new,
+        failed=sum(1 for e in evaluator.evaluations if not e.ok),
+        best_score=max(e.score for e in ok),
+        hypervolume=hypervolume(F[nondominated(F)], ref),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def validation_metrics(
+    evaluator: Evaluator, ev: Evaluation, valid_f: dict[str, SplitFeatures]
+) -> dict[str, Any]:
+    """Official validation metrics of a trained head (one entry per validation split)."""
+    data = evaluator.data
+    head = build_head(ev.genome, data.info.hidden_size, data.task.num_labels)
+    head.load_state_dict(torch.load(evaluator.weights_path(ev.id), weights_only=True))
+    head.to(evaluator.train_cfg.device)
+    per_split = {
+        name: compute_metrics(data.task, predict(head, f, ev.genome, evaluator.train_cfg), f.labels)
+        for name, f in valid_f.items()
+    }
+    return {"score": float(np.mean([m["score"] for m in per_split.values()])), "splits": per_split}
+
+
+def finalize(
+    cfg: SearchConfig,
+    evaluator: Evaluator,
+    valid_f: dict[str, SplitFeatures],
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Select the front, re-measure its latency together, re-score it on validation, write it."""
+    ok = [e for e in evaluator.evaluations if e.ok]
+    base = _baseline_eval(evaluator)
+    tol = tolerances(cfg.objectives)
+    candidates = [
+        ok[i] for i in np.flatnonzero(nondominated(_objective_rows(ok, cfg.objectives), tol))
+    ]
+    # Latency is a measurement: re-time the candidates round-robin so noise cannot pick the front.
+    archs = {e.genome.arch_key(): e.genome for e in [*candidates, base]}
+    models = [evaluator.fused(g) for g in archs.values()]
+    latencies = measure_latency_interleaved(
+        models, [evaluator.reference(m) for m in models], runs=cfg.latency_runs
+    )
+    latency = dict(zip(archs, latencies, strict=True))
+    del models
+    rows = np.array(
+        [
+            [
+                -e.score
+                if o == "score"
+                else (latency[e.genome.arch_key()] if o == "latency" else e.cost.flops)  # type: ignore[union-attr]
+                for o in cfg.objectives
+            ]
+            for e in candidates
+        ]
+    )
+    keep = nondominated(rows, tol)
+    # Identical objective vectors (same architecture and score): keep the first evaluated.
+    front, seen = [], set()
+    for e, k, row in zip(candidates, keep, rows, strict=True):
+        if k and tuple(row) not in seen:
+            seen.add(tuple(row))
+            front.append(e)
+    front.sort(key=lambda e: (e.cost.flops, -e.score))  # type: ignore[union-attr]
+
+    def entry(e: Evaluation) -> dict[str, Any]:
+        assert e.cost is not None
+        val = validation_metrics(evaluator, e, valid_f)
+        return {
+            "id": e.id,
+            "summary": e.genome.describe(),
+            "genome": e.genome.to_dict(),
+            "score": e.score,
+            "validation": val["score"],
+            "search_val_metrics": e.metrics,
+            "validation_metrics": val["splits"],
+            "flops": e.cost.flops,
+            "latency_ms": latency[e.genome.arch_key()],
+            "params": e.cost.params,
+            "head_params": e.cost.head_params,
+            "weights": f"{HEADS_DIR}/{e.id}.pt",
+        }
+
+    task = evaluator.data.task
+    doc = {
+        "task": task.name,
+        "metric": task.metric_name,
+        "objectives": list(cfg.objectives),
+        "encoder": evaluator.data.info.name,
+        "device": evaluator.train_cfg.device,
+        "reference_input": {"batch": 1, "length": cfg.reference_length},
+        "evaluations": len(evaluator.evaluations),
+        "failed": len(evaluator.evaluations) - len(ok),
+        "baseline": entry(base),
+        "front": [entry(e) for e in front],
+        "history": history,
+    }
+    keep_ids = {e.id for e in front} | {base.id}
+    for path in (cfg.out / HEADS_DIR).glob("*.pt"):
+        if int(path.stem) not in keep_ids:
+            path.unlink()
+    atomic_write_json(cfg.out / FRONT_FILE, doc)
+    plot_front(doc, [e.to_record() for e in evaluator.evaluations], cfg.out / "front.png")
+    return doc

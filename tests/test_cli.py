@@ -1,0 +1,145 @@
+"""The CLI: help, a real evolve, and bad input (one line, exit 2, no traceback, nothing lost)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from moohead.cli.main import main
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+        raise SystemExit(0)
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err
+
+
+def test_help_does_not_import_torch() -> None:
+    code = "import sys; from moohead.cli.main import cli; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "moohead.cli.main", "--help"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "evolve" in out.stdout and "front" in out.stdout
+
+
+def _bad_inputs(tiny: Path, glue: Path, tmp: Path) -> list[tuple[list[str], str]]:
+    base = [
+        "evolve",
+        "--model",
+        str(tiny),
+        "--data-dir",
+        str(glue),
+        "--out",
+        str(tmp / "r"),
+        "--cache-dir",
+        str(tmp / "c"),
+    ]
+    (tmp / "notamodel").mkdir()
+    (tmp / "nolabels" / "sst2").mkdir(parents=True)
+    (tmp / "nolabels" / "sst2" / "train.tsv").write_text("sentence\nfine\n")
+    (tmp / "nolabels" / "sst2" / "validation.tsv").write_text("sentence\tlabel\nfine\t1\n")
+    (tmp / "brokenrun").mkdir()
+    (tmp / "brokenrun" / "front.json").write_text("{not json")
+    return [
+        ([*base, "--task", "nosuchtask"], "unknown task 'nosuchtask'"),
+        ([*base, "--population", "2"], "--population must be at least 4"),
+        ([*base, "--generations", "0"], "--generations must be at least 1"),
+        ([*base, "--max-length", "4"], "--max-length must be at least 8"),
+        ([*base, "--objectives", "flops,latency"], "give score plus"),
+        ([*base, "--device", "tpu"], "'tpu' is not one of"),
+        ([*base, "--population", "many"], "'many' is not a valid integer"),
+        ([*base, "--task", "mrpc"], "data folder"),
+        (
+            [*base[:-4], "--data-dir", str(tmp / "nolabels"), "--out", str(tmp / "r2")],
+            "missing column(s) label",
+        ),
+        (
+            [*base[:1], "--model", str(tmp / "notamodel"), *base[3:]],
+            "not a Hugging Face model folder",
+        ),
+        ([*base[:3], "--data-dir", str(tmp / "nowhere"), *base[5:]], "is not a folder"),
+        (["front", str(tmp / "missing-run")], "does not exist"),
+        (["front", str(tmp / "brokenrun")], "corrupted"),
+        (["front", str(tmp / "notamodel")], "has no front.json"),
+    ]
+
+
+def test_bad_input_is_one_line_and_exit_2(
+    tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for args, needle in _bad_inputs(tiny_encoder_dir, glue_dir, tmp_path):
+        code, out, err = run_cli(args, capsys)
+        assert code == 2, (args, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, err)
+        assert needle in lines[0], (args, lines[0])
+        assert "Traceback" not in out + err
+    assert not (tmp_path / "r" / "archive.jsonl").exists()
+    assert (tmp_path / "brokenrun" / "front.json").read_text() == "{not json"
+
+
+def test_cuda_without_gpu_is_an_input_error(
+    tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    args = [
+        "evolve",
+        "--model",
+        str(tiny_encoder_dir),
+        "--data-dir",
+        str(glue_dir),
+        "--out",
+        str(tmp_path / "r"),
+        "--device",
+        "cuda",
+    ]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "no CUDA GPU" in err
+
+
+@pytest.mark.slow
+def test_evolve_then_front(tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path) -> None:
+    """A real ``moohead evolve`` process, then ``moohead front`` as a table and as JSON."""
+    out = tmp_path / "run"
+    args = [
+        "evolve", "--task", "sst2", "--model", str(tiny_encoder_dir), "--data-dir", str(glue_dir),
+        "--out", str(out), "--population", "4", "--generations", "2", "--max-train", "0",
+        "--max-length", "16", "--objectives", "score,flops,latency", "--cache-dir", str(tmp_path / "cache"),
+        "--max-epochs", "2", "--seed", "3",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "moohead.cli.main", *args], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "generation 2/2" in proc.stdout
+        and "baseline" in proc.stdout
+        and "hypervolume" in proc.stdout
+    )
+    table = subprocess.run(
+        [sys.executable, "-m", "moohead.cli.main", "front", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert table.returncode == 0 and "baseline" in table.stdout
+    js = subprocess.run(
+        [sys.executable, "-m", "moohead.cli.main", "front", str(out), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    doc = json.loads(js.stdout)
+    assert {"task", "metric", "baseline", "front"} <= set(doc)
+    # A second evolve on the same run directory refuses and leaves the run intact.
+    before = (out / "archive.jsonl").read_text()
+    again = subprocess.run(
+        [sys.executable, "-m", "moohead.cli.main", *args], capture_output=True, text=True
+    )
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+    assert (out / "archive.jsonl").read_text() == before

@@ -1,0 +1,109 @@
+"""End-to-end search on the tiny encoder and synthetic data: run directory, front, determinism."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from moohead.config import SearchConfig
+from moohead.errors import MooheadError
+from moohead.front import nondominated, read_front
+from moohead.genome import LEARNING_RATES, Genome, baseline
+from moohead.search import run_search
+
+
+def _cfg(tiny_encoder_dir: Path, glue_dir: Path, out: Path, **kw: object) -> SearchConfig:
+    base = SearchConfig(
+        task="sst2",
+        model=str(tiny_encoder_dir),
+        data_dir=glue_dir,
+        out=out,
+        population=6,
+        generations=3,
+        max_train=None,
+        cache_dir=out.parent / "cache",
+        reference_length=16,
+        max_epochs=4,
+        latency_runs=3,
+        objectives=("score", "flops"),
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_run_directory_holds_everything(
+    tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path
+) -> None:
+    cfg = _cfg(
+        tiny_encoder_dir, glue_dir, tmp_path / "run", objectives=("score", "flops", "latency")
+    )
+    doc = run_search(cfg)
+    run = cfg.out
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["task"] == "sst2" and "torch" in config["versions"]
+    records = [json.loads(line) for line in (run / "archive.jsonl").read_text().splitlines()]
+    assert len(records) == doc["evaluations"] and [r["id"] for r in records] == list(
+        range(len(records))
+    )
+    # The baseline was trained at every learning-rate choice, before the search.
+    first = [Genome.from_dict(r["genome"]) for r in records[: len(LEARNING_RATES)]]
+    assert first == [baseline(2, lr) for lr in LEARNING_RATES]
+    # No genome was trained twice.
+    keys = [json.dumps(r["genome"], sort_keys=True) for r in records]
+    assert len(keys) == len(set(keys))
+    assert (run / "front.png").stat().st_size > 10_000
+    assert read_front(run) == json.loads((run / "front.json").read_text())
+    for entry in [doc["baseline"], *doc["front"]]:
+        for key in ("id", "genome", "score", "validation", "flops", "latency_ms", "params"):
+            assert entry[key] is not None
+        state = torch.load(run / entry["weights"], weights_only=True)
+        assert state  # the trained head is on disk
+    kept = {int(p.stem) for p in (run / "heads").glob("*.pt")}
+    assert kept == {e["id"] for e in doc["front"]} | {doc["baseline"]["id"]}
+    # The front is non-dominated on its objectives and is the archive's.
+    F = np.array([[-e["score"], e["flops"], e["latency_ms"]] for e in doc["front"]])
+    assert nondominated(F).all()
+    assert len(doc["history"]) == 3 and all(h["hypervolume"] >= 0 for h in doc["history"])
+    # The baseline reported is the best of its learning rates.
+    base_scores = [r["score"] for r in records[: len(LEARNING_RATES)]]
+    assert doc["baseline"]["score"] == max(base_scores)
+
+
+@pytest.mark.slow
+def test_same_seed_same_front(tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path) -> None:
+    docs = [run_search(_cfg(tiny_encoder_dir, glue_dir, tmp_path / f"run{i}")) for i in range(2)]
+
+    def front(doc: dict) -> list:  # type: ignore[type-arg]
+        return [(e["genome"], e["score"], e["flops"], e["validation"]) for e in doc["front"]]
+
+    assert front(docs[0]) == front(docs[1])
+    other = run_search(_cfg(tiny_encoder_dir, glue_dir, tmp_path / "run-seed1", seed=1))
+    archive = [(tmp_path / d / "archive.jsonl").read_text() for d in ("run0", "run-seed1")]
+    assert archive[0] != archive[1]
+    assert other["front"]
+
+
+@pytest.mark.slow
+def test_pair_task_searches_siamese_heads(
+    tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path
+) -> None:
+    doc = run_search(
+        _cfg(tiny_encoder_dir, glue_dir, tmp_path / "rte", task="rte", population=8, generations=2)
+    )
+    records = [json.loads(x) for x in (tmp_path / "rte" / "archive.jsonl").read_text().splitlines()]
+    assert {r["genome"]["pair"] for r in records} == {"joint", "siamese"}
+    assert doc["metric"] == "accuracy" and doc["front"]
+
+
+def test_existing_run_is_never_overwritten(
+    tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "archive.jsonl").write_text('{"id": 0}\n')
+    with pytest.raises(MooheadError, match="already holds a run"):
+        run_search(_cfg(tiny_encoder_dir, glue_dir, out))
+    assert (out / "archive.jsonl").read_text() == '{"id": 0}\n'
