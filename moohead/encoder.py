@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,13 +102,14 @@ def load_encoder(name: str | None) -> tuple[Any, Any, EncoderInfo]:
         ) from exc
     model.eval()
     layers = layer_list(model)
-    probe = tokenizer("a", "b")
+    # Segment ids only where the tokenizer makes them and the model takes them (not DistilBERT).
+    accepts = "token_type_ids" in inspect.signature(model.forward).parameters
     info = EncoderInfo(
         name=name or DEFAULT_ENCODER,
         path=path,
         num_layers=len(layers),
         hidden_size=int(model.config.hidden_size),
-        uses_token_type_ids="token_type_ids" in probe,
+        uses_token_type_ids=accepts and "token_type_ids" in tokenizer("a", "b"),
         fingerprint=_fingerprint(path, model.config.to_dict()),
     )
     return model, tokenizer, info
@@ -147,6 +149,8 @@ def truncate(model: Any, depth: int) -> Any:
     parent_attr, _, leaf = parent_path.rpartition(".")
     setattr(_get(cut, parent_attr) if parent_attr else cut, leaf, new)
     cut.config.num_hidden_layers = depth
+    if getattr(cut, "pooler", None) is not None:
+        cut.pooler = None  # BERT's pooler is not part of the fused model: the head is
     return cut
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,7 @@ class Evaluator:
         self.costs: dict[str, Cost] = {}
         self._encoders: dict[int, Any] = {}
         self.evaluations: list[Evaluation] = []
+        self.on_new: Callable[[Evaluation], None] | None = None  # progress hook
         weights_dir.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, genomes: list[Genome]) -> list[Evaluation]:
@@ -170,6 +172,8 @@ class Evaluator:
         self.archive.append(ev.to_record())
         self.by_key[genome.key()] = ev
         self.evaluations.append(ev)
+        if self.on_new is not None:
+            self.on_new(ev)
         return ev
 
     def weights_path(self, eval_id: int) -> Path:

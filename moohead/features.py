@@ -45,6 +45,7 @@ class FeatureStore:
     num_states: int
     hidden: int
     _states: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _pooled: dict[tuple[int, str], np.ndarray] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, path: Path) -> FeatureStore:
@@ -72,6 +73,28 @@ class FeatureStore:
             )
         return self._states[index]
 
+    def pooled(self, index: int, how: str) -> np.ndarray:
+        """``[n, hidden]`` float32 CLS vector or token mean of hidden state ``index``.
+
+        Computed once per store and kept: heads that pool CLS or mean with no token mixer
+        train on these instead of on tokens (see ``train.inputs_for``).
+        """
+        key = (index, how)
+        if key not in self._pooled:
+            rows = self.state(index)
+            if how == "cls":
+                out = np.asarray(rows[self.offsets], dtype=np.float32)
+            elif how == "mean":
+                # Examples lie on disk in length order; reduceat needs ascending starts.
+                order = np.argsort(self.offsets)
+                sums = np.add.reduceat(rows, self.offsets[order], axis=0, dtype=np.float32)
+                out = np.empty_like(sums)
+                out[order] = sums / self.lengths[order, None].astype(np.float32)
+            else:
+                raise ValueError(f"no pooled fast path for {how!r}")
+            self._pooled[key] = out
+        return self._pooled[key]
+
     def gather(self, indices: np.ndarray, states: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded batch of the given examples.
 
@@ -88,6 +111,29 @@ class FeatureStore:
         for j, s in enumerate(states):
             out[j][mask] = torch.from_numpy(np.asarray(self.state(s)[rows], dtype=np.float32))
         return out, mask
+
+
+class PooledStore:
+    """A view of a FeatureStore in which every example is one pooled "token".
+
+    For a head with no token mixer that pools CLS or mean, reading layers, mixing or
+    concatenating them and then pooling equals pooling each layer first (both are linear
+    per layer), so such a head trains on ``[k, B, 1, H]`` instead of all tokens.
+    """
+
+    def __init__(self, store: FeatureStore, how: str) -> None:
+        self.store = store
+        self.how = how
+        self.lengths = np.ones(len(store), dtype=np.int32)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def gather(self, indices: np.ndarray, states: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = np.stack([self.store.pooled(s, self.how)[indices] for s in states])
+        return torch.from_numpy(pooled[:, :, None, :]), torch.ones(
+            len(indices), 1, dtype=torch.bool
+        )
 
 
 @dataclass
@@ -144,12 +190,13 @@ def encode_view(
     texts: list[list[str]],
     out_dir: Path,
     cfg: CacheConfig,
+    use_token_types: bool,
     progress: ProgressFn | None = None,
 ) -> None:
     """Run the encoder once over ``texts`` and write every hidden state to ``out_dir``."""
     enc = tokenizer(*texts, truncation=True, max_length=cfg.max_length)
     ids: list[list[int]] = enc["input_ids"]
-    types: list[list[int]] | None = enc.get("token_type_ids")
+    types: list[list[int]] | None = enc.get("token_type_ids") if use_token_types else None
     n = len(ids)
     lengths = np.array([len(x) for x in ids], dtype=np.int32)
     order = np.argsort(lengths, kind="stable")  # length-sorted batches waste no compute on padding
@@ -214,7 +261,8 @@ def cached_split(
             tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=cfg.cache_dir))
             try:
                 tick = progress(f"{split_name}/{view}", len(data)) if progress else None
-                encode_view(encoder, tokenizer, [data.texts[c] for c in columns], tmp, cfg, tick)
+                texts = [data.texts[c] for c in columns]
+                encode_view(encoder, tokenizer, texts, tmp, cfg, info.uses_token_type_ids, tick)
                 meta = {
                     "format": FORMAT_VERSION,
                     "encoder": info.name,

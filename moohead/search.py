@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,9 @@ from moohead.front import (
 from moohead.genome import LEARNING_RATES, baseline, decode, encode, is_baseline_arch, search_space
 from moohead.heads import build_head
 from moohead.measure import measure_latency_interleaved
-from moohead.metrics import compute_metrics
 from moohead.plot import plot_front
 from moohead.problem import CanonicalRepair, HeadSearchProblem, make_nsga2
-from moohead.train import TrainConfig, predict
+from moohead.train import TrainConfig, score_splits
 
 ARCHIVE_FILE = "archive.jsonl"
 CONFIG_FILE = "config.json"
@@ -70,21 +70,41 @@ class Reporter:
         pass
 
 
-def prepare_run_dir(out: Path) -> None:
-    """Create the run directory; never touch one that already holds a run."""
+def check_run_dir(out: Path) -> None:
+    """Refuse a run directory that already holds a run, before any work starts."""
     if (out / ARCHIVE_FILE).exists():
         raise MooheadError(f"{out} already holds a run; pass a new --out folder to start another")
     if out.exists() and not out.is_dir():
         raise MooheadError(f"--out {out} is a file; pass a folder")
-    (out / HEADS_DIR).mkdir(parents=True, exist_ok=True)
 
 
-def run_search(cfg: SearchConfig, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Run the whole search and write the run directory.
+@dataclass
+class Workspace:
+    """Task, encoder and cached features of a search: what evaluations and reports read."""
 
-    Returns:
-        The ``front.json`` document.
-    """
+    cfg: SearchConfig
+    device: str
+    data: SearchData
+    validation: dict[str, SplitFeatures]
+    cache_seconds: float
+    cache_bytes: int
+
+    def summary(self) -> dict[str, Any]:
+        """What ``config.json`` records besides the config itself."""
+        return {
+            "device": self.device,
+            "encoder": asdict(self.data.info),
+            "task": asdict(self.data.task),
+            "examples": {"search-train": len(self.data.train), "search-val": len(self.data.val)}
+            | {k: len(v) for k, v in self.validation.items()},
+            "versions": package_versions(),
+            "cache_seconds": round(self.cache_seconds, 2),
+            "cache_bytes": self.cache_bytes,
+        }
+
+
+def prepare(cfg: SearchConfig, reporter: Reporter | None = None) -> Workspace:
+    """Load and check data and encoder, cut the search splits, and cache all features."""
     rep = reporter or Reporter()
     cfg.validate()
     device = resolve_device(cfg.device)
@@ -94,8 +114,6 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None) -> dict[str,
     search_train, search_val = search_splits(train, cfg.max_train, cfg.val_fraction, cfg.seed)
     encoder, tokenizer, info = load_encoder(cfg.model)
     encoder.to(device)
-    prepare_run_dir(cfg.out)
-    torch.manual_seed(cfg.seed)
 
     t0 = time.perf_counter()
     cache_cfg = CacheConfig(cfg.features_dir, cfg.max_length, device=device)
@@ -110,26 +128,30 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None) -> dict[str,
     rep.message(
         f"features ready in {cache_seconds:.1f}s ({cache_bytes / 2**20:.0f} MiB in {cache_cfg.cache_dir})"
     )
+    data = SearchData(task, encoder, info, train_f, val_f)
+    return Workspace(cfg, device, data, valid_f, cache_seconds, cache_bytes)
 
-    atomic_write_json(
-        cfg.out / CONFIG_FILE,
-        {
-            "config": cfg.to_dict(),
-            "device": device,
-            "encoder": asdict(info),
-            "task": asdict(task),
-            "examples": {"search-train": len(search_train), "search-val": len(search_val)}
-            | {k: len(v) for k, v in validation.items()},
-            "versions": package_versions(),
-            "cache_seconds": round(cache_seconds, 2),
-            "cache_bytes": cache_bytes,
-        },
-    )
 
-    train_cfg = TrainConfig(cfg.batch_size, cfg.max_epochs, cfg.patience, device=device)
+def train_config(ws: Workspace) -> TrainConfig:
+    return TrainConfig(ws.cfg.batch_size, ws.cfg.max_epochs, ws.cfg.patience, device=ws.device)
+
+
+def run_search(cfg: SearchConfig, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Run the whole search and write the run directory.
+
+    Returns:
+        The ``front.json`` document.
+    """
+    rep = reporter or Reporter()
+    cfg.validate()
+    check_run_dir(cfg.out)
+    ws = prepare(cfg, rep)
+    (cfg.out / HEADS_DIR).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cfg.out / CONFIG_FILE, {"config": cfg.to_dict(), **ws.summary()})
+    torch.manual_seed(cfg.seed)
     evaluator = Evaluator(
-        SearchData(task, encoder, info, train_f, val_f),
-        train_cfg,
+        ws.data,
+        train_config(ws),
         Archive(cfg.out / ARCHIVE_FILE),
         cfg.out / HEADS_DIR,
         cfg.seed,
@@ -138,46 +160,25 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None) -> dict[str,
         latency_runs=cfg.latency_runs,
     )
     history = evolve(cfg, evaluator, rep)
-    doc = finalize(cfg, evaluator, valid_f, history)
-    doc["cache_seconds"] = round(cache_seconds, 2)
+    doc = finalize(cfg, evaluator, ws.validation, history)
+    doc["cache_seconds"] = round(ws.cache_seconds, 2)
     return doc
-
-
-def _decoder(num_layers: int, is_pair: bool) -> Callable[[dict[str, Any]], Any]:
-    return lambda x: decode(x, num_layers, is_pair)
 
 
 def evolve(cfg: SearchConfig, evaluator: Evaluator, rep: Reporter) -> list[dict[str, Any]]:
     """The baseline at every learning rate, then NSGA-II; returns per-generation stats."""
     task, num_layers = evaluator.data.task, evaluator.data.info.num_layers
-    evaluator_hook: Callable[[Evaluation], None] = rep.evaluated
+    evaluator.on_new = rep.evaluated
     # The baseline gets the same learning-rate choices as every genome, so a gain is the head's.
     for lr in LEARNING_RATES:
-        evaluator_hook(evaluator.evaluate(baseline(num_layers, lr)))
-    dec = _decoder(num_layers, task.is_pair)
-
-    def enc(g: Any) -> dict[str, Any]:
-        return encode(g, task.is_pair)
-
-    def evaluate_reporting(genomes: list[Any]) -> list[Evaluation]:
-        out = []
-        for g in genomes:
-            before = len(evaluator.evaluations)
-            ev = evaluator.evaluate(g)
-            if len(evaluator.evaluations) > before:
-                evaluator_hook(ev)
-            out.append(ev)
-        return out
-
+        evaluator.evaluate(baseline(num_layers, lr))
+    dec = partial(decode, num_layers=num_layers, is_pair=task.is_pair)
+    enc = partial(encode, is_pair=task.is_pair)
     problem = HeadSearchProblem(
-        search_space(num_layers, task.is_pair), cfg.objectives, dec, evaluate_reporting
+        search_space(num_layers, task.is_pair), cfg.objectives, dec, evaluator
     )
-    best_base = max(
-        (e for e in evaluator.evaluations if e.ok),
-        key=lambda e: e.score,
-        default=evaluator.evaluations[0],
-    )
-    algorithm = make_nsga2(cfg.population, [enc(best_base.genome)], CanonicalRepair(dec, enc))
+    seeds = [enc(_baseline_eval(evaluator).genome)]
+    algorithm = make_nsga2(cfg.population, seeds, CanonicalRepair(dec, enc))
     algorithm.setup(problem, termination=("n_gen", cfg.generations), seed=cfg.seed, verbose=False)
     history: list[dict[str, Any]] = []
     generation, start = 0, time.perf_counter()
@@ -187,9 +188,8 @@ def evolve(cfg: SearchConfig, evaluator: Evaluator, rep: Reporter) -> list[dict[
         algorithm.evaluator.eval(problem, pop)
         algorithm.tell(infills=pop)
         generation += 1
-        stats = generation_stats(
-            cfg, evaluator, generation, len(evaluator.evaluations) - before, start
-        )
+        new = len(evaluator.evaluations) - before
+        stats = generation_stats(cfg, evaluator, generation, new, start)
         history.append(asdict(stats))
         rep.generation(stats)
     return history
@@ -246,16 +246,12 @@ def generation_stats(
 def validation_metrics(
     evaluator: Evaluator, ev: Evaluation, valid_f: dict[str, SplitFeatures]
 ) -> dict[str, Any]:
-    """Official validation metrics of a trained head (one entry per validation split)."""
+    """Official validation metrics of an evaluation's saved head."""
     data = evaluator.data
     head = build_head(ev.genome, data.info.hidden_size, data.task.num_labels)
     head.load_state_dict(torch.load(evaluator.weights_path(ev.id), weights_only=True))
     head.to(evaluator.train_cfg.device)
-    per_split = {
-        name: compute_metrics(data.task, predict(head, f, ev.genome, evaluator.train_cfg), f.labels)
-        for name, f in valid_f.items()
-    }
-    return {"score": float(np.mean([m["score"] for m in per_split.values()])), "splits": per_split}
+    return score_splits(data.task, head, ev.genome, valid_f, evaluator.train_cfg)
 
 
 def finalize(

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from moohead.features import SplitFeatures
+from moohead.features import FeatureStore, PooledStore, SplitFeatures
 from moohead.genome import Genome
 from moohead.heads import Head, build_head
 from moohead.metrics import compute_metrics
@@ -49,25 +49,39 @@ def read_states(genome: Genome) -> list[int]:
     return list(range(genome.depth - genome.k + 1, genome.depth + 1))
 
 
-def _views(features: SplitFeatures, genome: Genome) -> list[str]:
+Store = FeatureStore | PooledStore
+POOLED_FAST_PATH = ("cls", "mean")
+
+
+def inputs_for(features: SplitFeatures, genome: Genome) -> list[Store]:
+    """The stores a genome's head reads: the sentence (or joint pair), or both sides.
+
+    Heads with no mixer that pool CLS or mean read pre-pooled per-layer vectors: the same
+    numbers, a small fraction of the work.
+    """
     if "text" in features.views:
-        return ["text"]
-    return ["a", "b"] if genome.pair == "siamese" else ["joint"]
+        names = ["text"]
+    else:
+        names = ["a", "b"] if genome.pair == "siamese" else ["joint"]
+    stores: list[Store] = [features.views[n] for n in names]
+    if genome.mixer == "none" and genome.pool in POOLED_FAST_PATH:
+        return [PooledStore(s, genome.pool) for s in stores if isinstance(s, FeatureStore)]
+    return stores
 
 
 def head_inputs(
-    features: SplitFeatures, genome: Genome, indices: np.ndarray, device: str
+    stores: list[Store], genome: Genome, indices: np.ndarray, device: str
 ) -> list[torch.Tensor]:
     """``[states, mask]`` (or both sentences' for siamese heads) for a batch of examples."""
     out: list[torch.Tensor] = []
-    for view in _views(features, genome):
-        states, mask = features.views[view].gather(indices, read_states(genome))
+    for store in stores:
+        states, mask = store.gather(indices, read_states(genome))
         out += [states.to(device), mask.to(device)]
     return out
 
 
-def example_lengths(features: SplitFeatures, genome: Genome) -> np.ndarray:
-    return sum(features.views[v].lengths.astype(np.int64) for v in _views(features, genome))  # type: ignore[return-value]
+def example_lengths(stores: list[Store]) -> np.ndarray:
+    return np.sum([s.lengths.astype(np.int64) for s in stores], axis=0)
 
 
 def bucketed_batches(
@@ -87,14 +101,14 @@ def bucketed_batches(
 def predict(head: Head, features: SplitFeatures, genome: Genome, cfg: TrainConfig) -> np.ndarray:
     """Head outputs for every example of a split, in the split's order."""
     head.eval()
-    lengths = example_lengths(features, genome)
-    order = np.argsort(lengths, kind="stable")
+    stores = inputs_for(features, genome)
+    order = np.argsort(example_lengths(stores), kind="stable")
     outputs: list[np.ndarray] = []
     with torch.inference_mode():
         for start in range(0, len(order), cfg.eval_batch_size):
             batch = order[start : start + cfg.eval_batch_size]
             outputs.append(
-                head(*head_inputs(features, genome, batch, cfg.device)).float().cpu().numpy()
+                head(*head_inputs(stores, genome, batch, cfg.device)).float().cpu().numpy()
             )
     result = np.empty((len(order), outputs[0].shape[1]), dtype=np.float32)
     result[order] = np.concatenate(outputs)
@@ -127,7 +141,14 @@ def train_head(
     head = build_head(genome, hidden_size, task.num_labels).to(cfg.device)
     optimizer = torch.optim.AdamW(head.parameters(), lr=genome.lr, weight_decay=genome.weight_decay)
     labels = torch.from_numpy(train.labels)
-    lengths = example_lengths(train, genome)
+    # Regression trains on standardised targets (one scale for every task and learning
+    # rate); the scale is folded into the last layer afterwards, so outputs are in label units.
+    shift, scale = 0.0, 1.0
+    if task.is_regression:
+        shift, scale = float(labels.mean()), float(labels.std()) or 1.0
+        labels = (labels - shift) / scale
+    stores = inputs_for(train, genome)
+    lengths = example_lengths(stores)
     best_score, best_state, best_metrics = -math.inf, None, {}
     stale, epoch = 0, 0
     for epoch in range(1, cfg.max_epochs + 1):
@@ -135,7 +156,7 @@ def train_head(
         for batch in bucketed_batches(lengths, cfg.batch_size, rng):
             loss = _loss(
                 task,
-                head(*head_inputs(train, genome, batch, cfg.device)),
+                head(*head_inputs(stores, genome, batch, cfg.device)),
                 labels[batch].to(cfg.device),
             )
             if not torch.isfinite(loss):
@@ -153,8 +174,23 @@ def train_head(
                 break
     if best_state is not None:
         head.load_state_dict(best_state)
+    if task.is_regression:
+        with torch.no_grad():
+            head.mlp.classifier.weight.mul_(scale)
+            head.mlp.classifier.bias.mul_(scale).add_(shift)
     head.eval()
     return TrainResult(head, best_metrics, epoch, time.perf_counter() - start)
+
+
+def score_splits(
+    task: Task, head: Head, genome: Genome, splits: dict[str, SplitFeatures], cfg: TrainConfig
+) -> dict[str, Any]:
+    """Metrics of a trained head on each split, and ``score``, their main scores' mean."""
+    per_split = {
+        name: compute_metrics(task, predict(head, f, genome, cfg), f.labels)
+        for name, f in splits.items()
+    }
+    return {"score": float(np.mean([m["score"] for m in per_split.values()])), "splits": per_split}
 
 
 def state_dict_cpu(head: Head) -> dict[str, Any]:

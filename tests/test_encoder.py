@@ -42,3 +42,58 @@ def test_packaged_minilm_is_the_default() -> None:
         torch.testing.assert_close(
             cut(**x).last_hidden_state, model(**x, output_hidden_states=True).hidden_states[3]
         )
+
+
+@pytest.mark.parametrize("family", ["roberta", "distilbert", "electra"])
+def test_other_bert_family_encoders(family: str, tiny_encoder_dir: Path, tmp_path: Path) -> None:
+    """Truncation, feature caching and the fused model work beyond BERT."""
+    import shutil
+
+    import numpy as np
+    from transformers import AutoConfig, AutoModel
+
+    from moohead.data import Split
+    from moohead.features import CacheConfig, cached_split
+    from moohead.fused import FusedModel, reference_inputs
+    from moohead.genome import Genome
+    from moohead.heads import build_head
+    from moohead.tasks import GLUE_TASKS
+
+    sizes = (
+        {"dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 37}
+        if family == "distilbert"
+        else {
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 37,
+        }
+    )
+    folder = tmp_path / family
+    shutil.copytree(
+        tiny_encoder_dir, folder, ignore=shutil.ignore_patterns("config.json", "*.safetensors")
+    )
+    torch.manual_seed(0)
+    AutoModel.from_config(AutoConfig.for_model(family, vocab_size=99, **sizes)).save_pretrained(
+        folder
+    )
+    model, tok, info = load_encoder(str(folder))
+    assert (info.num_layers, info.hidden_size) == (2, 32)
+    assert info.uses_token_type_ids == (family != "distilbert")
+    x = tok(["the movie was good"], return_tensors="pt")
+    if not info.uses_token_type_ids:
+        x.pop("token_type_ids", None)
+    with torch.no_grad():
+        full = model(**x, output_hidden_states=True).hidden_states
+        torch.testing.assert_close(truncate(model, 1)(**x).last_hidden_state, full[1])
+    split = Split((["the movie was good", "bad"], ["a plot", "dull"]), np.array([1, 0]))
+    feats = cached_split(
+        model, tok, info, GLUE_TASKS["rte"], "train", split, CacheConfig(tmp_path / "cache")
+    )
+    assert set(feats.views) == {"joint", "a", "b"}
+    fused = FusedModel(
+        truncate(model, 2),
+        build_head(Genome(depth=2, pool="mean"), 32, 2),
+        info.uses_token_type_ids,
+    )
+    assert fused(*reference_inputs(fused, 2, 12)).shape == (2, 2)

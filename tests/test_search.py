@@ -107,3 +107,33 @@ def test_existing_run_is_never_overwritten(
     with pytest.raises(MooheadError, match="already holds a run"):
         run_search(_cfg(tiny_encoder_dir, glue_dir, out))
     assert (out / "archive.jsonl").read_text() == '{"id": 0}\n'
+
+
+@pytest.mark.slow
+def test_custom_regression_task(tiny_encoder_dir: Path, tmp_path: Path) -> None:
+    """A non-GLUE task with float labels is a regression scored by Pearson."""
+    import random
+
+    from conftest import synthetic_sentence
+
+    rng = random.Random(0)
+    folder = tmp_path / "data" / "sentiment-strength"
+    folder.mkdir(parents=True)
+    for split, n in (("train", 200), ("validation", 50)):
+        rows = ["sentence\tlabel"]
+        for _ in range(n):
+            label = rng.randint(0, 1)
+            rows.append(f"{synthetic_sentence(rng, label)}\t{label * 4 + rng.random():.3f}")
+        (folder / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    cfg = _cfg(
+        tiny_encoder_dir,
+        tmp_path / "data",
+        tmp_path / "run",
+        task="sentiment-strength",
+        generations=2,
+        max_epochs=10,
+    )
+    doc = run_search(cfg)
+    assert doc["metric"] == "pearson"
+    assert set(doc["baseline"]["validation_metrics"]["validation"]) == {"pearson", "score"}
+    assert max(e["validation"] for e in doc["front"]) > 0.5  # the cue word sets the score

@@ -1,0 +1,156 @@
+"""Search speed: genome evaluations per hour, feature-cache cost, and peak memory.
+
+1. Cache cost: one plain encoder pass over SST-2 search-train + search-val (8,000
+   examples, same tokenisation, length-sorted batches of 64) against the cache pass,
+   which also keeps every hidden state and writes them to disk.
+2. Throughput: a search on those cached features (default objectives: score, FLOPs,
+   latency); evaluations per hour of search time, cache time excluded.
+3. Memory: peak RSS of a real ``moohead evolve`` process on the whole SST-2 training set
+   (67k sentences), and the size of its feature cache on disk.
+
+    python benchmarks/search_speed.py [--population 12] [--generations 4] [--skip-memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from common import glue_dir, write_result
+
+from moohead.config import SearchConfig
+from moohead.data import load_split, search_splits
+from moohead.encoder import load_encoder
+from moohead.features import CacheConfig, cache_size_bytes, cached_split
+from moohead.search import run_search
+from moohead.tasks import GLUE_TASKS
+
+
+def plain_pass(
+    encoder: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int = 64
+) -> float:
+    """Seconds for the encoder alone over ``texts``, batched exactly as the cache pass is."""
+    t0 = time.perf_counter()
+    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            batch = [ids[i] for i in order[start : start + batch_size]]
+            enc = tokenizer.pad({"input_ids": batch}, return_tensors="pt")
+            encoder(**enc)
+    return time.perf_counter() - t0
+
+
+def cache_cost(max_train: int, max_length: int, cache_dir: Path) -> dict[str, Any]:
+    task = GLUE_TASKS["sst2"]
+    train = load_split(task, "train", glue_dir())
+    search_train, search_val = search_splits(train, max_train, 0.15, seed=0)
+    encoder, tokenizer, info = load_encoder(None)
+    texts = search_train.texts[0] + search_val.texts[0]
+    plain_pass(encoder, tokenizer, texts[:256], max_length)  # warm-up
+    plain = plain_pass(encoder, tokenizer, texts, max_length)
+    cfg = CacheConfig(cache_dir, max_length)
+    t0 = time.perf_counter()
+    feats = [
+        cached_split(encoder, tokenizer, info, task, name, split, cfg)
+        for name, split in (("search-train", search_train), ("search-val", search_val))
+    ]
+    cached = time.perf_counter() - t0
+    return {
+        "examples": len(texts),
+        "plain_pass_seconds": round(plain, 2),
+        "cache_pass_seconds": round(cached, 2),
+        "cache_over_plain": round(cached / plain, 3),
+        "sentences_per_second_cache": round(len(texts) / cached, 1),
+        "cache_bytes": cache_size_bytes(feats),
+    }
+
+
+def throughput(args: argparse.Namespace, cache_dir: Path, out: Path) -> dict[str, Any]:
+    cfg = SearchConfig(
+        task="sst2",
+        data_dir=glue_dir(),
+        out=out,
+        population=args.population,
+        generations=args.generations,
+        max_train=args.max_train,
+        max_length=args.max_length,
+        reference_length=args.max_length,
+        cache_dir=cache_dir,
+    )
+    t0 = time.perf_counter()
+    doc = run_search(cfg)
+    total = time.perf_counter() - t0
+    records = [json.loads(x) for x in (out / "archive.jsonl").read_text().splitlines()]
+    search_seconds = total - doc["cache_seconds"]
+    return {
+        "population": args.population,
+        "generations": args.generations,
+        "evaluations": len(records),
+        "failed": doc["failed"],
+        "search_seconds": round(search_seconds, 1),
+        "evaluations_per_hour": round(3600 * len(records) / search_seconds, 1),
+        "mean_train_seconds": round(float(np.mean([r["train_seconds"] for r in records])), 2),
+        "median_train_seconds": round(float(np.median([r["train_seconds"] for r in records])), 2),
+        "max_train_seconds": round(float(np.max([r["train_seconds"] for r in records])), 2),
+        "mean_measure_seconds": round(float(np.mean([r["measure_seconds"] for r in records])), 2),
+        "mean_epochs": round(float(np.mean([r["epochs"] for r in records])), 2),
+    }
+
+
+def memory(args: argparse.Namespace, cache_dir: Path, out: Path) -> dict[str, Any]:
+    """Peak RSS of a real ``moohead evolve`` on all of SST-2's training set."""
+    cmd = [
+        sys.executable, "-m", "moohead.cli.main", "evolve", "--task", "sst2",
+        "--data-dir", str(glue_dir()), "--out", str(out), "--max-train", "0",
+        "--max-length", str(args.max_length), "--population", "4", "--generations", "1",
+        "--max-epochs", "2", "--objectives", "score,flops", "--cache-dir", str(cache_dir),
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-2000:])
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    config = json.loads((out / "config.json").read_text())
+    return {
+        "train_examples": config["examples"]["search-train"] + config["examples"]["search-val"],
+        "peak_rss_gib": round(peak_kib / 2**20, 3),
+        "cache_bytes": config["cache_bytes"],
+        "cache_gib": round(config["cache_bytes"] / 2**30, 3),
+        "cache_seconds": config["cache_seconds"],
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--population", type=int, default=12)
+    parser.add_argument("--generations", type=int, default=4)
+    parser.add_argument("--max-train", type=int, default=8000)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="moohead-speed-"))
+    try:
+        result: dict[str, Any] = {"config": vars(args)}
+        result["cache"] = cache_cost(args.max_train, args.max_length, work / "cache")
+        result["search"] = throughput(args, work / "cache", work / "run")
+        if not args.skip_memory:
+            result["memory_full_sst2"] = memory(args, work / "cache-full", work / "run-full")
+        write_result("search_speed", result)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
