@@ -108,3 +108,16 @@ def test_reads_real_glue(task: str) -> None:
         assert val.labels.dtype == np.float32 and val.labels.min() >= 0 and val.labels.max() <= 5
     else:
         assert set(np.unique(val.labels)) == set(range(t.num_labels))
+
+
+def test_hub_failure_says_how_to_use_local_data(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without network (offline mode here), the hub path fails with the --data-dir fix."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(
+        MooheadError, match=r"could not load nyu-mll/glue/rte \[train\].*--data-dir"
+    ):
+        load_split(GLUE_TASKS["rte"], "train", None)

@@ -97,3 +97,10 @@ def test_other_bert_family_encoders(family: str, tiny_encoder_dir: Path, tmp_pat
         info.uses_token_type_ids,
     )
     assert fused(*reference_inputs(fused, 2, 12)).shape == (2, 2)
+
+
+def test_unreachable_hub_id(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(MooheadError, match="cannot load encoder 'bert-base-uncased'"):
+        load_encoder("bert-base-uncased")

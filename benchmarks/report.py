@@ -1,0 +1,83 @@
+"""Render benchmarks/README.md's result tables from the committed JSON in results/.
+
+python benchmarks/report.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from common import RESULTS, ROOT
+
+README = ROOT / "benchmarks" / "README.md"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _head_cell(heads: dict[str, Any], name: str) -> str:
+    if name not in heads:
+        return "none"
+    e = heads[name]
+    return f"{100 * e['validation_mean']:.1f} ± {100 * e['validation_std']:.1f} (`{e['summary']}`)"
+
+
+def quality_table(data: dict[str, Any]) -> str:
+    rows = [
+        "| task (metric) | evals | baseline | best front head | gain | cheapest within 1 pt | FLOPs vs baseline | gap |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for task, t in data["tasks"].items():
+        h = t["heads"]
+
+        ratio = t["cheapest_flops_ratio"]
+        gap = t["cheapest_gap_points"]
+        rows.append(
+            f"| {task} ({t['metric']}) | {t['evaluations']} | {_head_cell(h, 'baseline')} | {_head_cell(h, 'best')} | "
+            f"{t['best_gain_points']:+.1f} | {_head_cell(h, 'cheapest')} | "
+            f"{'-' if ratio is None else f'{ratio:.2f}x'} | {'-' if gap is None else f'{gap:+.1f}'} |"
+        )
+    return "\n".join(rows)
+
+
+def speed_table(data: dict[str, Any]) -> str:
+    c, s = data["cache"], data["search"]
+    rows = [
+        "| measure | value |",
+        "|---|---|",
+        f"| plain encoder pass, {c['examples']} SST-2 sentences | {c['plain_pass_seconds']} s |",
+        f"| cache pass (all hidden states written) | {c['cache_pass_seconds']} s = {c['cache_over_plain']}x the plain pass |",
+        f"| cache on disk (8,000 sentences) | {c['cache_bytes'] / 2**20:.0f} MiB |",
+        f"| search: evaluations (population {s['population']}, {s['generations']} generations) | {s['evaluations']} in {s['search_seconds']} s |",
+        f"| **evaluations per hour** | **{s['evaluations_per_hour']}** |",
+        f"| training time per head: mean / median / max | {s['mean_train_seconds']} / {s['median_train_seconds']} / {s['max_train_seconds']} s |",
+        f"| FLOPs + latency per new architecture (mean) | {s['mean_measure_seconds']} s |",
+    ]
+    m = data.get("memory_full_sst2")
+    if m:
+        rows += [
+            f"| `moohead evolve` on all SST-2 training data ({m['train_examples']} sentences): peak RSS | **{m['peak_rss_gib']} GiB** |",
+            f"| its feature cache on disk | {m['cache_gib']} GiB, built in {m['cache_seconds']} s |",
+        ]
+    return "\n".join(rows)
+
+
+def main() -> None:
+    text = README.read_text()
+    for name, render in (("search_quality", quality_table), ("search_speed", speed_table)):
+        data = _load(name)
+        if data is None:
+            continue
+        block = f"<!-- {name}:start -->\n{render(data)}\n<!-- {name}:end -->"
+        text = re.sub(
+            rf"<!-- {name}:start -->.*?<!-- {name}:end -->", lambda _m, b=block: b, text, flags=re.S
+        )
+    README.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
