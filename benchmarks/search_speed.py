@@ -8,7 +8,7 @@
 3. Memory: peak RSS of a real ``moohead evolve`` process on the whole SST-2 training set
    (67k sentences), and the size of its feature cache on disk.
 
-    python benchmarks/search_speed.py [--population 12] [--generations 4] [--skip-memory]
+    python benchmarks/search_speed.py [--population 12] [--generations 4] [--parts cache,search,memory]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import glue_dir, write_result
+from common import RESULTS, glue_dir, write_result
 
 from moohead.config import SearchConfig
 from moohead.data import load_split, search_splits
@@ -138,14 +138,24 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=4)
     parser.add_argument("--max-train", type=int, default=8000)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--parts",
+        default="cache,search,memory",
+        help="which measurements to (re)run; others are kept",
+    )
     args = parser.parse_args()
+    parts = args.parts.split(",")
     work = Path(tempfile.mkdtemp(prefix="moohead-speed-"))
+    previous = RESULTS / "search_speed.json"
     try:
-        result: dict[str, Any] = {"config": vars(args)}
-        result["cache"] = cache_cost(args.max_train, args.max_length, work / "cache")
-        result["search"] = throughput(args, work / "cache", work / "run")
-        if not args.skip_memory:
+        result: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {}
+        result.pop("machine", None)
+        result["config"] = vars(args)
+        if "cache" in parts or "search" in parts:
+            result["cache"] = cache_cost(args.max_train, args.max_length, work / "cache")
+        if "search" in parts:
+            result["search"] = throughput(args, work / "cache", work / "run")
+        if "memory" in parts:
             result["memory_full_sst2"] = memory(args, work / "cache-full", work / "run-full")
         write_result("search_speed", result)
     finally:

@@ -169,6 +169,10 @@ class Evaluator:
             # A genome that cannot be trained is a result, not the end of the search.
             ev.reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
             ev.reason += f" ({traceback.extract_tb(exc.__traceback__)[-1].name})"
+        finally:
+            # The next genome may read other layers: map only what it reads.
+            self.data.train.release()
+            self.data.val.release()
         self.archive.append(ev.to_record())
         self.by_key[genome.key()] = ev
         self.evaluations.append(ev)

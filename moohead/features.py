@@ -73,6 +73,11 @@ class FeatureStore:
             )
         return self._states[index]
 
+    def release(self) -> None:
+        """Unmap the states and drop pooled vectors, so memory follows what one genome reads."""
+        self._states.clear()
+        self._pooled.clear()
+
     def pooled(self, index: int, how: str) -> np.ndarray:
         """``[n, hidden]`` float32 CLS vector or token mean of hidden state ``index``.
 
@@ -145,6 +150,10 @@ class SplitFeatures:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def release(self) -> None:
+        for store in self.views.values():
+            store.release()
 
 
 def views_for(task: Task) -> dict[str, tuple[int, ...]]:
