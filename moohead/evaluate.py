@@ -61,17 +61,23 @@ class Evaluation:
     def score(self) -> float:
         return self.metrics.get("score", float("nan"))
 
-    def objective(self, name: str) -> float:
-        """Minimised value of one objective (score is negated)."""
+    def objective(self, name: str, latency_ms: float | None = None) -> float:
+        """Minimised value of one objective (score is negated).
+
+        Args:
+            name: ``score``, ``flops`` or ``latency``.
+            latency_ms: A newer latency measurement to use instead of the archived one.
+        """
         if not self.ok or self.cost is None:
             return FAILED_OBJECTIVE
         if name == "score":
             return -self.score
         if name == "flops":
             return float(self.cost.flops)
-        if self.cost.latency_ms is None:
+        latency = latency_ms if latency_ms is not None else self.cost.latency_ms
+        if latency is None:
             raise ValueError("latency was not measured for this evaluation")
-        return self.cost.latency_ms
+        return latency
 
     def to_record(self) -> dict[str, Any]:
         cost = self.cost

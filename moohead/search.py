@@ -207,10 +207,15 @@ def _baseline_eval(evaluator: Evaluator) -> Evaluation:
     return max(candidates, key=lambda e: (e.score, -e.id))
 
 
-def _objective_rows(evals: list[Evaluation], objectives: tuple[str, ...]) -> np.ndarray:
-    return np.array([[e.objective(o) for o in objectives] for e in evals]).reshape(
-        len(evals), len(objectives)
-    )
+def _objective_rows(
+    evals: list[Evaluation], objectives: tuple[str, ...], latency: dict[str, float] | None = None
+) -> np.ndarray:
+    """``[n, m]`` minimised objectives; ``latency`` (by architecture) overrides the archived one."""
+    rows = [
+        [e.objective(o, latency.get(e.genome.arch_key()) if latency else None) for o in objectives]
+        for e in evals
+    ]
+    return np.array(rows, dtype=float).reshape(len(evals), len(objectives))
 
 
 def generation_stats(
@@ -275,17 +280,7 @@ def finalize(
     )
     latency = dict(zip(archs, latencies, strict=True))
     del models
-    rows = np.array(
-        [
-            [
-                -e.score
-                if o == "score"
-                else (latency[e.genome.arch_key()] if o == "latency" else e.cost.flops)  # type: ignore[union-attr]
-                for o in cfg.objectives
-            ]
-            for e in candidates
-        ]
-    )
+    rows = _objective_rows(candidates, cfg.objectives, latency)
     keep = nondominated(rows, tol)
     # Identical objective vectors (same architecture and score): keep the first evaluated.
     front, seen = [], set()
@@ -327,10 +322,11 @@ def finalize(
         "front": [entry(e) for e in front],
         "history": history,
     }
+    atomic_write_json(cfg.out / FRONT_FILE, doc)
+    plot_front(doc, [e.to_record() for e in evaluator.evaluations], cfg.out / "front.png")
+    # Only now that front.json is written: drop the weights of heads off the front.
     keep_ids = {e.id for e in front} | {base.id}
     for path in (cfg.out / HEADS_DIR).glob("*.pt"):
         if int(path.stem) not in keep_ids:
             path.unlink()
-    atomic_write_json(cfg.out / FRONT_FILE, doc)
-    plot_front(doc, [e.to_record() for e in evaluator.evaluations], cfg.out / "front.png")
     return doc
