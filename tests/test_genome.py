@@ -3,6 +3,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import tiny_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,17 +62,10 @@ def test_arch_key_ignores_training_genes() -> None:
 
 def test_baseline_is_the_hugging_face_head() -> None:
     """The baseline head computes exactly BertForSequenceClassification's head."""
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
     torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=99,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-    )
-    hf = BertForSequenceClassification(cfg).eval()
+    hf = BertForSequenceClassification(tiny_config()).eval()
     head = build_head(baseline(2), 32, 2).eval()
     mlp = head.mlp
     mlp.blocks[0][0].load_state_dict(hf.bert.pooler.dense.state_dict())
