@@ -11,6 +11,7 @@ import sys
 import click
 from moohead.cli.evolve import evolve
 from moohead.cli.front import front
+from moohead.cli.pick import pick
 
 from moohead.errors import MooheadError
 
@@ -25,6 +26,7 @@ def cli() -> None:
 
 cli.add_command(evolve)
 cli.add_command(front)
+cli.add_command(pick)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -95,3 +95,27 @@ def front_table(doc: dict[str, Any]) -> Table:
     for e in doc["front"]:
         row(e)
     return table
+
+
+def pick_table(record: dict[str, Any]) -> Table:
+    """The picked head beside the baseline, with the difference."""
+    e, b = record["entry"], record["baseline"]
+    table = Table(title=f"picked by {record['rule']}: id {e['id']} ({e['summary']})")
+    for name in ("", "picked", "baseline", "difference"):
+        table.add_column(name, justify="left" if not name else "right")
+    rows = (
+        ("search-val score", "score", "{:.4f}", 1.0),
+        ("validation score", "validation", "{:.4f}", 1.0),
+        ("GFLOPs", "flops", "{:.3f}", 1e-9),
+        ("latency ms", "latency_ms", "{:.2f}", 1.0),
+        ("params (M)", "params", "{:.2f}", 1e-6),
+    )
+    for label, key, fmt, scale in rows:
+        diff = (e[key] - b[key]) * scale
+        table.add_row(
+            label,
+            fmt.format(e[key] * scale),
+            fmt.format(b[key] * scale),
+            ("+" if diff >= 0 else "") + fmt.format(diff),
+        )
+    return table

@@ -1,0 +1,42 @@
+"""``moohead pick``: choose a trade-off point from a run's front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--knee", is_flag=True, help="The front's knee point in score vs FLOPs.")
+@click.option(
+    "--id", "head_id", type=int, default=None, help="A front head (or the baseline) by id."
+)
+@click.option("--max-latency-ms", type=float, default=None, help="Best score with latency <= this.")
+@click.option(
+    "--max-flops", type=float, default=None, help="Best score with FLOPs <= this (e.g. 1e9)."
+)
+@click.option(
+    "--min-score", type=float, default=None, help="Cheapest head with search-val score >= this."
+)
+def pick(
+    run_dir: Path,
+    knee: bool,
+    head_id: int | None,
+    max_latency_ms: float | None,
+    max_flops: float | None,
+    min_score: float | None,
+) -> None:
+    """Choose a head from RUN_DIR's front and record it in RUN_DIR/pick.json."""
+    from moohead.cli.report import pick_table
+    from rich.console import Console
+
+    from moohead.pick import PickConfig
+    from moohead.pick import pick as run_pick
+
+    cfg = PickConfig(knee, head_id, max_latency_ms, max_flops, min_score)
+    record = run_pick(run_dir, cfg)
+    console = Console()
+    console.print(pick_table(record))
+    console.print(f"recorded in {run_dir / 'pick.json'}")

@@ -1,0 +1,139 @@
+"""Pick a trade-off point from a run's front: the knee, an id, or the best under a budget.
+
+Selection reads the search-val ``score`` (what the search optimised), never the official
+validation score, which stays a report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moohead.errors import MooheadError
+from moohead.files import atomic_write_json
+from moohead.front import read_front
+
+PICK_FILE = "pick.json"
+
+
+@dataclass(frozen=True)
+class PickConfig:
+    """One way of choosing a head.
+
+    Attributes:
+        knee: The front's knee point in (score, FLOPs).
+        id: A head by its evaluation id (a front member or the baseline).
+        max_latency_ms: Best score with latency at most this.
+        max_flops: Best score with FLOPs at most this.
+        min_score: Cheapest (fewest FLOPs) head with a score at least this; combined with a
+            budget, the best score within the budget that also meets it.
+    """
+
+    knee: bool = False
+    id: int | None = None
+    max_latency_ms: float | None = None
+    max_flops: float | None = None
+    min_score: float | None = None
+
+    def rule(self) -> str:
+        if self.knee:
+            return "knee"
+        if self.id is not None:
+            return f"id {self.id}"
+        parts = [
+            f"{name} {value:g}"
+            for name, value in (
+                ("latency_ms <=", self.max_latency_ms),
+                ("flops <=", self.max_flops),
+                ("score >=", self.min_score),
+            )
+            if value is not None
+        ]
+        return ", ".join(parts)
+
+    def validate(self) -> None:
+        budgets = (self.max_latency_ms, self.max_flops, self.min_score)
+        modes = int(self.knee) + int(self.id is not None) + int(any(b is not None for b in budgets))
+        if modes != 1:
+            raise MooheadError(
+                "choose exactly one of --knee, --id N, or budgets (--max-latency-ms, --max-flops, --min-score)"
+            )
+
+
+def knee_point(front: list[dict[str, Any]]) -> dict[str, Any]:
+    """The point farthest above the line joining the front's cheapest and best heads.
+
+    Score and FLOPs are scaled to [0, 1] over the front; the knee maximises
+    ``score' - flops'``, the distance to that line up to a constant.
+    """
+    if len(front) <= 2:
+        return max(front, key=lambda e: e["score"])
+    score = np.array([e["score"] for e in front], dtype=float)
+    flops = np.array([e["flops"] for e in front], dtype=float)
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        span = x.max() - x.min()
+        return (x - x.min()) / span if span > 0 else np.zeros_like(x)
+
+    return front[int(np.argmax(unit(score) - unit(flops)))]
+
+
+def _distance(e: dict[str, Any], key: str, value: float) -> float:
+    return abs(float(e[key]) - value)
+
+
+def _describe(e: dict[str, Any]) -> str:
+    return f"id {e['id']} (score {e['score']:.4f}, {e['flops'] / 1e9:.3f} GFLOPs, {e['latency_ms']:.2f} ms)"
+
+
+def choose(doc: dict[str, Any], cfg: PickConfig) -> dict[str, Any]:
+    """The front entry the rule selects, or a MooheadError naming the closest one."""
+    cfg.validate()
+    front = doc["front"]
+    if not front:
+        raise MooheadError("the run's front is empty: every evaluation failed; see archive.jsonl")
+    if cfg.knee:
+        return knee_point(front)
+    if cfg.id is not None:
+        for e in [*front, doc["baseline"]]:
+            if e["id"] == cfg.id:
+                return e
+        ids = ", ".join(str(e["id"]) for e in front)
+        raise MooheadError(
+            f"id {cfg.id} is not on the front; front ids: {ids} (baseline {doc['baseline']['id']})"
+        )
+    ok = front
+    checks = (
+        ("latency_ms", cfg.max_latency_ms, -1),  # sign -1: at most the value; +1: at least
+        ("flops", cfg.max_flops, -1),
+        ("score", cfg.min_score, +1),
+    )
+    for key, value, sign in checks:
+        if value is None:
+            continue
+        narrowed = [e for e in ok if sign * (e[key] - value) >= 0]
+        if not narrowed:
+            closest = min(ok, key=partial(_distance, key=key, value=value))
+            bound = f"{key} {'<=' if sign < 0 else '>='} {value:g}"
+            raise MooheadError(f"no front head has {bound}; the closest is {_describe(closest)}")
+        ok = narrowed
+    if cfg.min_score is not None and cfg.max_latency_ms is None and cfg.max_flops is None:
+        return min(ok, key=lambda e: (e["flops"], -e["score"]))
+    return max(ok, key=lambda e: (e["score"], -e["flops"]))
+
+
+def pick(run_dir: Path, cfg: PickConfig) -> dict[str, Any]:
+    """Choose a head from ``RUN_DIR/front.json`` and record it in ``RUN_DIR/pick.json``.
+
+    Returns:
+        The pick record: ``rule``, ``id``, ``entry`` and ``baseline``.
+    """
+    doc = read_front(run_dir)
+    entry = choose(doc, cfg)
+    record = {"rule": cfg.rule(), "id": entry["id"], "entry": entry, "baseline": doc["baseline"]}
+    atomic_write_json(run_dir / PICK_FILE, record)
+    return record
