@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# A short but complete search on SST-2 (about 6 minutes on 2 CPU cores).
+# A short but complete search on SST-2 (about 6 minutes on 2 CPU cores, plus set-up).
 demo: install
 	rm -rf $(DEMO_OUT)
 	$(VENV)/bin/moohead evolve --task sst2 $(if $(GLUE_DIR),--data-dir $(GLUE_DIR),) \

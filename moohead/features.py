@@ -107,15 +107,16 @@ class FeatureStore:
             ``([len(states), B, T, hidden] float32, [B, T] bool mask)``.
         """
         lengths = self.lengths[indices].astype(np.int64)
-        starts = self.offsets[indices]
         t_max = int(lengths.max())
-        # Row index of every token of every example, without a Python loop per token.
-        rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        mask = torch.arange(t_max)[None, :] < torch.from_numpy(lengths)[:, None]
-        out = torch.zeros(len(states), len(indices), t_max, self.hidden)
-        for j, s in enumerate(states):
-            out[j][mask] = torch.from_numpy(np.asarray(self.state(s)[rows], dtype=np.float32))
-        return out, mask
+        pos = np.arange(t_max)
+        # One padded [B, T] row index per batch (padding repeats a real row, then is zeroed):
+        # a single fancy index per layer, several times faster than scattering by mask.
+        rows = self.offsets[indices][:, None] + np.minimum(pos[None, :], lengths[:, None] - 1)
+        mask = torch.from_numpy(pos[None, :] < lengths[:, None])
+        out = torch.stack(
+            [torch.from_numpy(np.asarray(self.state(s)[rows])).float() for s in states]
+        )
+        return out.masked_fill_(~mask.unsqueeze(-1), 0.0), mask
 
 
 class PooledStore:
