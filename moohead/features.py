@@ -81,8 +81,8 @@ class FeatureStore:
     def pooled(self, index: int, how: str) -> np.ndarray:
         """``[n, hidden]`` float32 CLS vector or token mean of hidden state ``index``.
 
-        Computed once per store and kept: heads that pool CLS or mean with no token mixer
-        train on these instead of on tokens (see ``train.inputs_for``).
+        Computed on first use and kept until ``release``: heads that pool CLS or mean with
+        no token mixer train on these instead of on tokens (see ``train.inputs_for``).
         """
         key = (index, how)
         if key not in self._pooled:

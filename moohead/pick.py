@@ -39,25 +39,24 @@ class PickConfig:
     max_flops: float | None = None
     min_score: float | None = None
 
+    def budgets(self) -> list[tuple[str, str, float]]:
+        """The given bounds as ``(front.json key, "<=" or ">=", value)``."""
+        bounds = (
+            ("latency_ms", "<=", self.max_latency_ms),
+            ("flops", "<=", self.max_flops),
+            ("score", ">=", self.min_score),
+        )
+        return [(key, op, value) for key, op, value in bounds if value is not None]
+
     def rule(self) -> str:
         if self.knee:
             return "knee"
         if self.id is not None:
             return f"id {self.id}"
-        parts = [
-            f"{name} {value:g}"
-            for name, value in (
-                ("latency_ms <=", self.max_latency_ms),
-                ("flops <=", self.max_flops),
-                ("score >=", self.min_score),
-            )
-            if value is not None
-        ]
-        return ", ".join(parts)
+        return ", ".join(f"{key} {op} {value:g}" for key, op, value in self.budgets())
 
     def validate(self) -> None:
-        budgets = (self.max_latency_ms, self.max_flops, self.min_score)
-        modes = int(self.knee) + int(self.id is not None) + int(any(b is not None for b in budgets))
+        modes = int(self.knee) + int(self.id is not None) + int(bool(self.budgets()))
         if modes != 1:
             raise MooheadError(
                 "choose exactly one of --knee, --id N, or budgets (--max-latency-ms, --max-flops, --min-score)"
@@ -107,19 +106,13 @@ def choose(doc: dict[str, Any], cfg: PickConfig) -> dict[str, Any]:
             f"id {cfg.id} is not on the front; front ids: {ids} (baseline {doc['baseline']['id']})"
         )
     ok = front
-    checks = (
-        ("latency_ms", cfg.max_latency_ms, -1),  # sign -1: at most the value; +1: at least
-        ("flops", cfg.max_flops, -1),
-        ("score", cfg.min_score, +1),
-    )
-    for key, value, sign in checks:
-        if value is None:
-            continue
-        narrowed = [e for e in ok if sign * (e[key] - value) >= 0]
+    for key, op, value in cfg.budgets():
+        narrowed = [e for e in ok if (e[key] <= value if op == "<=" else e[key] >= value)]
         if not narrowed:
             closest = min(ok, key=partial(_distance, key=key, value=value))
-            bound = f"{key} {'<=' if sign < 0 else '>='} {value:g}"
-            raise MooheadError(f"no front head has {bound}; the closest is {_describe(closest)}")
+            raise MooheadError(
+                f"no front head has {key} {op} {value:g}; the closest is {_describe(closest)}"
+            )
         ok = narrowed
     if cfg.min_score is not None and cfg.max_latency_ms is None and cfg.max_flops is None:
         return min(ok, key=lambda e: (e["flops"], -e["score"]))

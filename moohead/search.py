@@ -143,9 +143,8 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None) -> dict[str,
         The ``front.json`` document.
     """
     rep = reporter or Reporter()
-    cfg.validate()
     check_run_dir(cfg.out)
-    ws = prepare(cfg, rep)
+    ws = prepare(cfg, rep)  # validates cfg first
     (cfg.out / HEADS_DIR).mkdir(parents=True, exist_ok=True)
     atomic_write_json(cfg.out / CONFIG_FILE, {"config": cfg.to_dict(), **ws.summary()})
     torch.manual_seed(cfg.seed)
