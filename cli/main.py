@@ -9,9 +9,12 @@ from __future__ import annotations
 import sys
 
 import click
+from moohead.cli.bench import bench
 from moohead.cli.evolve import evolve
+from moohead.cli.export import export
 from moohead.cli.front import front
 from moohead.cli.pick import pick
+from moohead.cli.predict import predict
 
 from moohead.errors import MooheadError
 
@@ -27,6 +30,9 @@ def cli() -> None:
 cli.add_command(evolve)
 cli.add_command(front)
 cli.add_command(pick)
+cli.add_command(export)
+cli.add_command(bench)
+cli.add_command(predict)
 
 
 def main(argv: list[str] | None = None) -> None:

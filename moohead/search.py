@@ -33,11 +33,10 @@ from moohead.heads import build_head
 from moohead.measure import measure_latency_interleaved
 from moohead.plot import plot_front
 from moohead.problem import CanonicalRepair, HeadSearchProblem, make_nsga2
+from moohead.rundir import CONFIG_FILE, HEADS_DIR
 from moohead.train import TrainConfig, score_splits
 
 ARCHIVE_FILE = "archive.jsonl"
-CONFIG_FILE = "config.json"
-HEADS_DIR = "heads"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ class Task:
         metrics: Metric names; the main score is their mean (GLUE convention).
         validation_splits: Official evaluation splits (two for MNLI).
         label_column: Column with the label.
+        label_names: Class names, in label order (empty: the ids themselves).
     """
 
     name: str
@@ -24,6 +25,7 @@ class Task:
     metrics: tuple[str, ...]
     validation_splits: tuple[str, ...] = ("validation",)
     label_column: str = "label"
+    label_names: tuple[str, ...] = ()
 
     @property
     def is_pair(self) -> bool:
@@ -39,6 +41,13 @@ class Task:
         return "/".join(self.metrics)
 
     @property
+    def labels(self) -> list[str]:
+        """Class names for display and export (none for regression)."""
+        if self.is_regression:
+            return []
+        return list(self.label_names) or [str(i) for i in range(self.num_labels)]
+
+    @property
     def columns(self) -> tuple[str, ...]:
         return (*self.text_columns, self.label_column)
 
@@ -46,10 +55,22 @@ class Task:
 GLUE_TASKS: dict[str, Task] = {
     t.name: t
     for t in (
-        Task("cola", ("sentence",), 2, ("mcc",)),
-        Task("sst2", ("sentence",), 2, ("accuracy",)),
-        Task("mrpc", ("sentence1", "sentence2"), 2, ("f1", "accuracy")),
-        Task("qqp", ("question1", "question2"), 2, ("f1", "accuracy")),
+        Task("cola", ("sentence",), 2, ("mcc",), label_names=("unacceptable", "acceptable")),
+        Task("sst2", ("sentence",), 2, ("accuracy",), label_names=("negative", "positive")),
+        Task(
+            "mrpc",
+            ("sentence1", "sentence2"),
+            2,
+            ("f1", "accuracy"),
+            label_names=("not_equivalent", "equivalent"),
+        ),
+        Task(
+            "qqp",
+            ("question1", "question2"),
+            2,
+            ("f1", "accuracy"),
+            label_names=("not_duplicate", "duplicate"),
+        ),
         Task("stsb", ("sentence1", "sentence2"), 1, ("pearson", "spearman")),
         Task(
             "mnli",
@@ -57,9 +78,28 @@ GLUE_TASKS: dict[str, Task] = {
             3,
             ("accuracy",),
             validation_splits=("validation_matched", "validation_mismatched"),
+            label_names=("entailment", "neutral", "contradiction"),
         ),
-        Task("qnli", ("question", "sentence"), 2, ("accuracy",)),
-        Task("rte", ("sentence1", "sentence2"), 2, ("accuracy",)),
-        Task("wnli", ("sentence1", "sentence2"), 2, ("accuracy",)),
+        Task(
+            "qnli",
+            ("question", "sentence"),
+            2,
+            ("accuracy",),
+            label_names=("entailment", "not_entailment"),
+        ),
+        Task(
+            "rte",
+            ("sentence1", "sentence2"),
+            2,
+            ("accuracy",),
+            label_names=("entailment", "not_entailment"),
+        ),
+        Task(
+            "wnli",
+            ("sentence1", "sentence2"),
+            2,
+            ("accuracy",),
+            label_names=("not_entailment", "entailment"),
+        ),
     )
 }

@@ -1,0 +1,100 @@
+"""``moohead bench``: latency and throughput of PyTorch eager and each ONNX variant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+@click.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--batch-sizes", default="1,8,32", show_default=True, help="Comma-separated batch sizes."
+)
+@click.option(
+    "--seq-lens", default="16,64,128", show_default=True, help="Comma-separated lengths (tokens)."
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option("--threads", type=int, default=None, help="CPU threads (default: all cores).")
+@click.option(
+    "--runs",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Timed runs at least (and 1 s at least).",
+)
+@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed runs first.")
+@click.option("--no-torch", is_flag=True, help="Time the ONNX variants only.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the results here.",
+)
+def bench(
+    model_dir: Path,
+    batch_sizes: str,
+    seq_lens: str,
+    device: str,
+    threads: int | None,
+    runs: int,
+    warmup: int,
+    no_torch: bool,
+    json_path: Path | None,
+) -> None:
+    """Benchmark MODEL_DIR: p50/p95/p99 latency and throughput per batch size and length."""
+    from moohead.export.bench import bench as run_bench
+    from moohead.export.config import BenchConfig, parse_ints
+    from rich.console import Console
+
+    from moohead.files import atomic_write_json
+
+    cfg = BenchConfig(
+        model_dir,
+        parse_ints(batch_sizes, "--batch-sizes"),
+        parse_ints(seq_lens, "--seq-lens"),
+        device=device,
+        warmup=warmup,
+        min_runs=runs,
+        threads=threads,
+        torch=not no_torch,
+    )
+    report = run_bench(cfg, log=lambda line: None)
+    Console().print(bench_table(report))
+    for note in report["notes"]:
+        click.echo(note)
+    if json_path is not None:
+        atomic_write_json(json_path, report)
+        click.echo(f"wrote {json_path}")
+
+
+def bench_table(report: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(
+        title=f"{report['model_dir']} on {report['device']} ({', '.join(report['providers'])}), "
+        f"{report['threads']} threads",
+    )
+    for col in ("runtime", "batch", "length", "p50 ms", "p95 ms", "p99 ms", "seq/s", "speed-up"):
+        table.add_column(col, justify="left" if col == "runtime" else "right")
+    torch_p50 = {
+        (r["batch"], r["length"]): r["p50_ms"] for r in report["rows"] if r["runtime"] == "pytorch"
+    }
+    for r in report["rows"]:
+        base = torch_p50.get((r["batch"], r["length"]))
+        table.add_row(
+            r["runtime"],
+            str(r["batch"]),
+            str(r["length"]),
+            f"{r['p50_ms']:.2f}",
+            f"{r['p95_ms']:.2f}",
+            f"{r['p99_ms']:.2f}",
+            f"{r['throughput']:.0f}",
+            f"{base / r['p50_ms']:.2f}x" if base else "",
+        )
+    return table

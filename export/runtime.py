@@ -1,0 +1,231 @@
+"""Serve an exported model with ONNX Runtime alone: no torch, no transformers.
+
+This module imports only numpy, ``tokenizers`` and ``onnxruntime``, so a deployment needs
+neither PyTorch nor transformers::
+
+    from moohead.export.runtime import OnnxClassifier
+
+    model = OnnxClassifier.load("model_dir")            # fastest variant for this machine
+    preds = model.predict(["a gripping film", "a dull mess"])
+    preds[0].label, preds[0].probabilities            # "positive", {"negative": .., ...}
+    model.predict([("A man plays.", "Someone plays.")])  # pair tasks take (a, b) tuples
+
+``predict`` tokenises exactly as the search did (truncation to the exported max length,
+pairs encoded jointly, or each side on its own for siamese heads), runs in batches, and
+returns labels with probabilities, or a score for regression tasks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from moohead.export.model_dir import TOKENIZER_FILE, read_manifest, variant_path
+
+from moohead.errors import MooheadError
+
+Text = str | tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One input's result.
+
+    Attributes:
+        label: Class name (classification) or None (regression).
+        score: Probability of ``label``, or the predicted value for regression.
+        probabilities: Class name -> probability (empty for regression).
+    """
+
+    label: str | None
+    score: float
+    probabilities: dict[str, float]
+
+
+def cuda_available() -> bool:
+    """Whether ORT can run on a GPU here (asked only so that CPU hosts log no CUDA errors)."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    # onnxruntime-gpu lists CUDA even on machines without a GPU; a driver must exist too.
+    return any(Path(p).exists() for p in ("/dev/nvidia0", "/dev/nvidiactl"))
+
+
+def providers_for(device: str) -> list[str]:
+    """ORT execution providers for ``auto``, ``cpu`` or ``cuda``."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise MooheadError(f"--device must be auto, cpu or cuda, not {device!r}")
+    gpu = cuda_available()
+    if device == "cuda" and not gpu:
+        raise MooheadError("--device cuda, but ONNX Runtime finds no usable GPU; use --device cpu")
+    if device == "cuda" or (device == "auto" and gpu):
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def make_session(path: Path, providers: list[str], threads: int | None = None) -> Any:
+    """An ORT session with all graph optimisations and, on CPU, a fixed thread count."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # warnings about unused initialisers are noise to users
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+        raise MooheadError(
+            f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}; export the model again"
+        ) from exc
+
+
+class Encoder:
+    """Turns texts into the model's named input arrays, as the search tokenised them."""
+
+    def __init__(
+        self,
+        tokenizer_path: Path,
+        max_length: int,
+        side_inputs: Sequence[str],
+        is_pair: bool,
+        siamese: bool = False,
+    ) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=max_length)
+        self.side_inputs = list(side_inputs)
+        self.is_pair = is_pair
+        self.siamese = siamese
+        self.truncated = 0  # inputs cut to the max length so far
+
+    @classmethod
+    def from_manifest(cls, model_dir: Path, doc: dict[str, Any]) -> Encoder:
+        return cls(
+            model_dir / TOKENIZER_FILE,
+            int(doc["max_length"]),
+            doc["inputs"],
+            len(doc["task"]["text_columns"]) == 2,
+            bool(doc.get("siamese", False)),
+        )
+
+    def _pad(self, encodings: list[Any], suffix: str = "") -> dict[str, np.ndarray]:
+        width = max(len(e.ids) for e in encodings)
+        arrays = {
+            "input_ids": np.zeros((len(encodings), width), dtype=np.int64),
+            "attention_mask": np.zeros((len(encodings), width), dtype=np.int64),
+            "token_type_ids": np.zeros((len(encodings), width), dtype=np.int64),
+        }
+        for i, e in enumerate(encodings):
+            n = len(e.ids)
+            arrays["input_ids"][i, :n] = e.ids
+            arrays["attention_mask"][i, :n] = 1
+            arrays["token_type_ids"][i, :n] = e.type_ids
+            self.truncated += bool(e.overflowing)
+        return {f"{name}{suffix}": arrays[name] for name in self.side_inputs}
+
+    def __call__(self, texts: Sequence[Text]) -> dict[str, np.ndarray]:
+        if not self.is_pair:
+            if any(not isinstance(t, str) for t in texts):
+                raise MooheadError("this model takes one sentence per input, not a pair")
+            return self._pad(self.tokenizer.encode_batch(list(texts)))
+        if any(not (isinstance(t, tuple | list) and len(t) == 2) for t in texts):
+            raise MooheadError("this model classifies sentence pairs: give two texts per input")
+        first = [str(t[0]) for t in texts]
+        second = [str(t[1]) for t in texts]
+        if self.siamese:
+            return self._pad(self.tokenizer.encode_batch(first)) | self._pad(
+                self.tokenizer.encode_batch(second), "_b"
+            )
+        return self._pad(self.tokenizer.encode_batch(list(zip(first, second, strict=True))))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return np.asarray(e / e.sum(axis=-1, keepdims=True))
+
+
+class OnnxClassifier:
+    """An exported moohead model served by ONNX Runtime."""
+
+    def __init__(self, model_dir: Path, doc: dict[str, Any], variant: str, session: Any) -> None:
+        self.model_dir = model_dir
+        self.doc = doc
+        self.variant = variant
+        self.session = session
+        self.encoder = Encoder.from_manifest(model_dir, doc)
+        self.labels: list[str] = list(doc.get("labels") or [])
+        self.input_names = [i.name for i in session.get_inputs()]
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | os.PathLike[str],
+        variant: str | None = None,
+        device: str = "auto",
+        threads: int | None = None,
+    ) -> OnnxClassifier:
+        """Open an exported folder, checking its files against ``moohead.json``.
+
+        Args:
+            model_dir: A folder written by ``moohead export``.
+            variant: ``fp32``, ``optimized``, ``int8`` or ``fp16``; default the fastest
+                exported for the device (int8, then optimized, on CPU; fp16 first on GPU).
+            device: ``auto`` (GPU when ORT has one), ``cpu`` or ``cuda``.
+            threads: ORT intra-op threads on CPU (default: ORT's choice, all cores).
+        """
+        path = Path(model_dir)
+        doc = read_manifest(path)
+        providers = providers_for(device)
+        if variant is None and providers[0] == "CUDAExecutionProvider":
+            variant = next((v for v in ("fp16", "optimized", "fp32") if v in doc["variants"]), None)
+        name, onnx_path = variant_path(path, doc, variant)
+        return cls(path, doc, name, make_session(onnx_path, providers, threads))
+
+    @property
+    def is_regression(self) -> bool:
+        return int(self.doc["task"]["num_labels"]) == 1
+
+    def logits(self, texts: Sequence[Text], batch_size: int = 32) -> np.ndarray:
+        """Raw outputs ``[n, num_labels]`` (float32), computed in length-sorted batches."""
+        if batch_size < 1:
+            raise MooheadError(f"batch size must be at least 1, not {batch_size}")
+        if not texts:
+            return np.zeros((0, int(self.doc["task"]["num_labels"])), dtype=np.float32)
+        order = np.argsort([_length(t) for t in texts], kind="stable")
+        out: list[np.ndarray] = []
+        for start in range(0, len(order), batch_size):
+            batch = [texts[i] for i in order[start : start + batch_size]]
+            feeds = self.encoder(batch)
+            out.append(self.session.run(None, {k: feeds[k] for k in self.input_names})[0])
+        result = np.empty((len(texts), out[0].shape[1]), dtype=np.float32)
+        result[order] = np.concatenate(out).astype(np.float32)
+        return result
+
+    def predict(self, texts: Sequence[Text], batch_size: int = 32) -> list[Prediction]:
+        """Labels and probabilities (or regression scores) for ``texts``."""
+        logits = self.logits(texts, batch_size)
+        if self.is_regression:
+            return [Prediction(None, float(v), {}) for v in logits[:, 0]]
+        probs = softmax(logits)
+        labels = self.labels or [str(i) for i in range(probs.shape[1])]
+        return [
+            Prediction(
+                labels[int(p.argmax())],
+                float(p.max()),
+                {name: float(x) for name, x in zip(labels, p, strict=True)},
+            )
+            for p in probs
+        ]
+
+
+def _length(text: Text) -> int:
+    return len(text) if isinstance(text, str) else len(text[0]) + len(text[1])

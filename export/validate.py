@@ -1,0 +1,205 @@
+"""Step two of two (as in optimum): run ONNX Runtime against PyTorch and refuse on mismatch.
+
+The gate has two parts:
+
+1. Logits on random token ids at batch 1, 7 and 32 and lengths from 8 to the max length,
+   with padded rows in every batch: the fp32 graph must agree with PyTorch to ``atol`` and
+   predict the same labels.
+2. The official validation split, tokenised by the torch-free runtime: the fp32 graph must
+   score the same metric as PyTorch; int8/fp16 graphs may lose ``max_metric_drop``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from moohead.export.runtime import Encoder
+
+from moohead.data import Split
+from moohead.errors import MooheadError
+from moohead.fused import FusedModel
+from moohead.metrics import compute_metrics
+from moohead.tasks import Task
+
+BATCHES = (1, 7, 32)
+Feeds = dict[str, np.ndarray]
+
+
+class ParityError(MooheadError):
+    """The ONNX graph does not compute what the PyTorch model computes."""
+
+
+def gate_lengths(max_length: int) -> list[int]:
+    """8, 16, 32, ... up to and including ``max_length``."""
+    lengths, n = [], 8
+    while n < max_length:
+        lengths.append(n)
+        n *= 2
+    return [*lengths, max_length]
+
+
+def random_feeds(model: FusedModel, batch: int, length: int, rng: np.random.Generator) -> Feeds:
+    """Random ids with a padded tail on every row but the first (so padding is exercised)."""
+    vocab = int(getattr(model.encoder.config, "vocab_size", 1000))
+    feeds: Feeds = {}
+    for suffix in ("", "_b") if model.siamese else ("",):
+        rows = rng.integers(1, length + 1, size=batch)
+        rows[0] = length
+        mask = (np.arange(length)[None, :] < rows[:, None]).astype(np.int64)
+        feeds[f"input_ids{suffix}"] = rng.integers(5, vocab, size=(batch, length)) * mask
+        feeds[f"attention_mask{suffix}"] = mask
+        if model.uses_token_type_ids:
+            half = (np.arange(length)[None, :] >= rows[:, None] // 2).astype(np.int64)
+            feeds[f"token_type_ids{suffix}"] = half * mask
+    return feeds
+
+
+def run_torch(model: FusedModel, feeds: Feeds) -> np.ndarray:
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        args = [torch.from_numpy(feeds[name]).to(device) for name in model.input_names]
+        return model(*args).float().cpu().numpy()
+
+
+def run_ort(session: Any, feeds: Feeds) -> np.ndarray:
+    names = [i.name for i in session.get_inputs()]
+    return np.asarray(session.run(None, {n: feeds[n] for n in names})[0], dtype=np.float32)
+
+
+def logit_parity(
+    model: FusedModel, session: Any, max_length: int, is_regression: bool, seed: int = 0
+) -> dict[str, Any]:
+    """Largest |ORT - PyTorch| over the gate's batches and lengths, and label disagreements."""
+    rng = np.random.default_rng(seed)
+    worst, flips, cases = 0.0, 0, []
+    for batch in BATCHES:
+        for length in gate_lengths(max_length):
+            feeds = random_feeds(model, batch, length, rng)
+            ref, got = run_torch(model, feeds), run_ort(session, feeds)
+            diff = float(np.abs(ref - got).max())
+            worst = max(worst, diff)
+            if not is_regression:
+                flips += int((ref.argmax(-1) != got.argmax(-1)).sum())
+            cases.append([batch, length])
+    return {"max_abs_diff": worst, "label_flips": flips, "cases": cases}
+
+
+def validation_feeds(
+    encoder: Encoder, split: Split, batch_size: int
+) -> list[tuple[np.ndarray, Feeds]]:
+    """The split in length-sorted batches, tokenised by the runtime: ``(indices, feeds)``."""
+    texts: list[Any] = (
+        list(split.texts[0]) if len(split.texts) == 1 else list(zip(*split.texts, strict=True))
+    )
+    lengths = [len(t) if isinstance(t, str) else len(t[0]) + len(t[1]) for t in texts]
+    order = np.argsort(lengths, kind="stable")
+    return [
+        (idx, encoder([texts[i] for i in idx]))
+        for idx in (order[s : s + batch_size] for s in range(0, len(order), batch_size))
+    ]
+
+
+def split_outputs(batches: list[tuple[np.ndarray, Feeds]], run: Any, n: int) -> np.ndarray:
+    parts = [(idx, run(feeds)) for idx, feeds in batches]
+    out = np.empty((n, parts[0][1].shape[1]), dtype=np.float32)
+    for idx, values in parts:
+        out[idx] = values
+    return out
+
+
+@dataclass
+class ValidationRun:
+    """The validation split, tokenised once, and PyTorch's outputs and metrics on it."""
+
+    task: Task
+    splits: dict[str, Split]
+    batches: dict[str, list[tuple[np.ndarray, Feeds]]]
+    torch_outputs: dict[str, np.ndarray]
+    torch_metrics: dict[str, float]
+
+    @classmethod
+    def build(
+        cls, model: FusedModel, task: Task, splits: dict[str, Split], encoder: Encoder
+    ) -> ValidationRun:
+        batches = {name: validation_feeds(encoder, s, 64) for name, s in splits.items()}
+        outputs = {
+            name: split_outputs(b, lambda f: run_torch(model, f), len(splits[name]))
+            for name, b in batches.items()
+        }
+        return cls(task, splits, batches, outputs, cls._metrics(task, splits, outputs))
+
+    @staticmethod
+    def _metrics(
+        task: Task, splits: dict[str, Split], outputs: dict[str, np.ndarray]
+    ) -> dict[str, float]:
+        scores = [compute_metrics(task, outputs[n], s.labels)["score"] for n, s in splits.items()]
+        return {"score": float(np.mean(scores))}
+
+    def score_session(self, session: Any) -> tuple[float, int]:
+        """The session's validation score and how many predictions differ from PyTorch's."""
+        outputs = {
+            name: split_outputs(b, lambda f: run_ort(session, f), len(self.splits[name]))
+            for name, b in self.batches.items()
+        }
+        differ = 0
+        if not self.task.is_regression:
+            differ = sum(
+                int((outputs[n].argmax(-1) != self.torch_outputs[n].argmax(-1)).sum())
+                for n in outputs
+            )
+        return self._metrics(self.task, self.splits, outputs)["score"], differ
+
+
+def validate_onnx(
+    model: FusedModel,
+    session: Any,
+    variant: str,
+    max_length: int,
+    validation: ValidationRun,
+    atol: float,
+    max_metric_drop: float,
+) -> dict[str, Any]:
+    """Check one ONNX variant against PyTorch; return the numbers, or raise ParityError.
+
+    The fp32 graph must match logits (``atol``, identical labels) and the validation score;
+    derived variants (optimized, int8, fp16) are held to ``max_metric_drop``, and for
+    ``optimized`` (still fp32) to ``100 * atol`` on logits.
+    """
+    task = validation.task
+    parity = logit_parity(model, session, max_length, task.is_regression)
+    score, differ = validation.score_session(session)
+    ref = validation.torch_metrics["score"]
+    result = {
+        "variant": variant,
+        **parity,
+        "validation": score,
+        "validation_torch": ref,
+        "metric_drop": ref - score,
+        "validation_predictions_differ": differ,
+    }
+    problems = []
+    if variant == "fp32":
+        if parity["max_abs_diff"] > atol:
+            problems.append(f"max |logit diff| {parity['max_abs_diff']:.2e} > {atol:g}")
+        if parity["label_flips"]:
+            problems.append(f"{parity['label_flips']} predicted labels differ on random inputs")
+        if abs(ref - score) > 1e-4:
+            problems.append(f"validation score {score:.4f} vs PyTorch {ref:.4f}")
+    else:
+        tol = 100 * atol if variant == "optimized" else None
+        if tol is not None and parity["max_abs_diff"] > tol:
+            problems.append(f"max |logit diff| {parity['max_abs_diff']:.2e} > {tol:g}")
+        if ref - score > max_metric_drop:
+            problems.append(
+                f"validation score {score:.4f} is {100 * (ref - score):.2f} points below "
+                f"PyTorch's {ref:.4f} (allowed {100 * max_metric_drop:g})"
+            )
+    if problems:
+        raise ParityError(
+            f"the {variant} ONNX model fails the parity gate: {'; '.join(problems)}; "
+            "nothing was written"
+        )
+    return result

@@ -1,0 +1,275 @@
+"""Export to ONNX, the parity gate, the torch-free runtime, predict and bench, on the tiny encoder."""
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import save_tiny_encoder, write_synthetic_task
+from moohead.cli.main import main
+from moohead.export.config import ExportConfig
+from moohead.export.onnx_export import export_onnx
+from moohead.export.pipeline import export_run
+from moohead.export.runtime import OnnxClassifier, make_session
+from moohead.export.validate import ParityError, logit_parity
+
+from moohead.config import SearchConfig
+from moohead.encoder import load_encoder, truncate
+from moohead.front import read_front
+from moohead.fused import FusedModel
+from moohead.genome import baseline
+from moohead.heads import build_head
+from moohead.search import run_search
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+        raise SystemExit(0)
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished search on synthetic sst2 with a recorded pick."""
+    root = tmp_path_factory.mktemp("export-run")
+    encoder = save_tiny_encoder(root / "encoder")
+    write_synthetic_task(root / "glue", "sst2", n_train=200, n_val=64)
+    cfg = SearchConfig(
+        task="sst2",
+        model=str(encoder),
+        data_dir=root / "glue",
+        out=root / "run",
+        population=4,
+        generations=2,
+        max_train=None,
+        cache_dir=root / "cache",
+        max_length=24,
+        reference_length=16,
+        max_epochs=3,
+        latency_runs=3,
+        objectives=("score", "flops"),
+    )
+    run_search(cfg)
+    main(["pick", str(cfg.out), "--knee"])
+    return cfg.out
+
+
+@pytest.fixture(scope="module")
+def model_dir(run_dir: Path) -> Path:
+    out = run_dir.parent / "model"
+    # A random tiny encoder sits near chance, where int8 flips a few of 64 answers; the
+    # real model's int8 loss is measured in benchmarks/export_speed.py.
+    cfg = ExportConfig(run_dir, out, optimize=True, quantize="int8", max_metric_drop=0.2)
+    export_run(cfg, log=lambda s: None)
+    return out
+
+
+def test_model_dir_holds_a_checked_model(model_dir: Path, run_dir: Path) -> None:
+    doc = json.loads((model_dir / "moohead.json").read_text())
+    pick = json.loads((run_dir / "pick.json").read_text())
+    assert doc["source"]["id"] == pick["id"]  # the recorded pick is the default
+    assert set(doc["variants"]) == {"fp32", "optimized", "int8"}
+    for v in doc["variants"].values():
+        assert (model_dir / v["file"]).stat().st_size == v["bytes"]
+    assert (model_dir / "tokenizer.json").is_file()
+    assert doc["labels"] == ["negative", "positive"] and doc["max_length"] == 24
+    assert doc["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    fp32 = next(g for g in doc["parity"] if g["variant"] == "fp32")
+    assert fp32["max_abs_diff"] <= 1e-4 and fp32["label_flips"] == 0
+    assert fp32["cases"] == [[b, n] for b in (1, 7, 32) for n in (8, 16, 24)]
+    assert abs(fp32["validation"] - fp32["validation_torch"]) <= 1e-4
+    graph = onnx.load(str(model_dir / "model.onnx")).graph
+    assert [i.name for i in graph.input] == doc["inputs"]
+    dims = [[d.dim_param for d in i.type.tensor_type.shape.dim] for i in graph.input]
+    assert dims == [["batch_size", "sequence_length"]] * 3
+    assert [[d.dim_param for d in o.type.tensor_type.shape.dim] for o in graph.output] == [
+        ["batch_size", ""]
+    ] or graph.output[0].name == "logits"
+
+
+def test_runtime_matches_pytorch_on_real_tokenisation(model_dir: Path, run_dir: Path) -> None:
+    """The torch-free runtime tokenises like the search and returns PyTorch's logits."""
+    doc = json.loads((model_dir / "moohead.json").read_text())
+    front = read_front(run_dir)
+    entry = next(e for e in [*front["front"], front["baseline"]] if e["id"] == doc["source"]["id"])
+    from moohead.rundir import load_run_head
+
+    rh = load_run_head(run_dir, entry)
+    texts = ["a good movie", "the plot was not very awful and it is dull", "great"]
+    enc = rh.tokenizer(texts, truncation=True, max_length=24, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        ref = rh.model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]).numpy()
+    model = OnnxClassifier.load(model_dir, variant="fp32", device="cpu")
+    np.testing.assert_allclose(model.logits(texts, batch_size=2), ref, atol=1e-4)
+    preds = model.predict(texts)
+    assert [p.label for p in preds] == [["negative", "positive"][i] for i in ref.argmax(-1)]
+    assert all(abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in preds)
+
+
+@pytest.mark.parametrize("pair", ["siamese", "joint"])
+def test_pair_heads_export_as_one_graph(tiny_encoder_dir: Path, tmp_path: Path, pair: str) -> None:
+    """Siamese heads take both sentences (two sets of inputs) in one graph; parity holds."""
+    encoder, _, _ = load_encoder(str(tiny_encoder_dir))
+    genome = replace(baseline(2), pair=pair, depth=2, k=2, layers="mix", pool="mean", mixer="conv3")
+    torch.manual_seed(0)
+    model = FusedModel(truncate(encoder, 2), build_head(genome, 32, 3).eval(), True).eval()
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path)
+    session = make_session(path, ["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    assert names == model.input_names
+    assert ("input_ids_b" in names) == (pair == "siamese")
+    result = logit_parity(model, session, max_length=20, is_regression=False)
+    assert result["max_abs_diff"] <= 1e-4 and result["label_flips"] == 0
+
+
+def test_failing_gate_refuses_and_leaves_nothing(run_dir: Path) -> None:
+    out = run_dir.parent / "never"
+    with pytest.raises(
+        ParityError, match=r"fp32 ONNX model fails the parity gate: max \|logit diff\|"
+    ):
+        export_run(ExportConfig(run_dir, out, knee=True, atol=0.0), log=lambda s: None)
+    assert not out.exists()
+    assert not list(run_dir.parent.glob(".never.*"))
+
+
+def test_predict_prints_labels_and_warns_on_truncation(
+    model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long_text = " ".join(["good"] * 200)
+    code, out, err = run_cli(["predict", str(model_dir), "a good film", long_text], capsys)
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].split("\t")[0] in ("negative", "positive")
+    assert "1 input(s) longer than 24 tokens were truncated" in err
+
+
+def test_predict_reads_files_in_batches(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tsv = tmp_path / "in.tsv"
+    tsv.write_text("sentence\n" + "\n".join(f"film {i} was good" for i in range(40)) + "\n")
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"sentence": f"film {i} was good"}) for i in range(40)))
+    outs = []
+    for path in (tsv, jsonl):
+        code, out, err = run_cli(
+            ["predict", str(model_dir), "--input", str(path), "--json", "--batch-size", "7"], capsys
+        )
+        assert code == 0, err
+        outs.append([json.loads(line) for line in out.splitlines()])
+    assert outs[0] == outs[1] and len(outs[0]) == 40
+    assert set(outs[0][0]) == {"text", "label", "score", "probabilities"}
+
+
+def test_predict_needs_no_torch(model_dir: Path) -> None:
+    """The serving path imports onnxruntime, tokenizers and numpy, never torch or transformers."""
+    script = (
+        "import sys\n"
+        "from moohead.cli.main import main\n"
+        f"main(['predict', {str(model_dir)!r}, 'a good film'])\n"
+        "from moohead.export.runtime import OnnxClassifier\n"
+        f"OnnxClassifier.load({str(model_dir)!r}).predict(['fine'])\n"
+        "loaded = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\t")[0] in ("negative", "positive")
+
+
+def test_bench_times_every_runtime(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench.json"
+    args = ["bench", str(model_dir), "--batch-sizes", "1,2", "--seq-lens", "8", "--runs", "3",
+            "--warmup", "1", "--threads", "1", "--json", str(out)]  # fmt: skip
+    code, stdout, err = run_cli(args, capsys)
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    runtimes = {r["runtime"] for r in report["rows"]}
+    assert runtimes == {"pytorch", "onnx-fp32", "onnx-optimized", "onnx-int8"}
+    assert report["threads"] == 1 and report["device"] == "cpu"
+    for r in report["rows"]:
+        assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] and r["runs"] >= 3
+        assert r["gflops_per_s"] > 0
+    assert "onnx-int8" in stdout
+
+
+def test_export_refuses_to_overwrite_then_replaces_with_overwrite(
+    model_dir: Path, run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = run_dir.parent / "model2"
+    base = str(read_front(run_dir)["baseline"]["id"])
+    assert run_cli(["export", str(run_dir), "--out", str(out), "--knee"], capsys)[0] == 0
+    before = (out / "moohead.json").read_text()
+    code, _, err = run_cli(["export", str(run_dir), "--out", str(out), "--id", base], capsys)
+    assert code == 2 and "already exists" in err and (out / "moohead.json").read_text() == before
+    code, _, err = run_cli(
+        ["export", str(run_dir), "--out", str(out), "--id", base, "--overwrite"], capsys
+    )
+    assert code == 0, err
+    assert json.loads((out / "moohead.json").read_text())["source"]["id"] == int(base)
+
+
+def _bad_model_dirs(model_dir: Path, tmp: Path) -> dict[str, Path]:
+    import shutil
+
+    dirs = {}
+    for name in ("truncated", "missing", "corrupt-manifest", "modified"):
+        dirs[name] = tmp / name
+        shutil.copytree(model_dir, dirs[name])
+    onnx_file = dirs["truncated"] / "model_int8.onnx"
+    onnx_file.write_bytes(onnx_file.read_bytes()[:1000])
+    (dirs["missing"] / "model.onnx").unlink()
+    (dirs["corrupt-manifest"] / "moohead.json").write_text("{oops")
+    data = bytearray((dirs["modified"] / "model.onnx").read_bytes())
+    data[-1] ^= 1
+    (dirs["modified"] / "model.onnx").write_bytes(bytes(data))
+    return dirs
+
+
+def test_bad_input_one_line_exit_2_nothing_changed(
+    model_dir: Path, run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = _bad_model_dirs(model_dir, tmp_path)
+    (tmp_path / "nocols.tsv").write_text("text\nhello\n")
+    (tmp_path / "empty.tsv").write_text("sentence\n")
+    (tmp_path / "emptyrun").mkdir()
+    cases = [
+        (["export", str(tmp_path / "nosuchrun"), "--out", str(tmp_path / "m")], "does not exist"),
+        (["export", str(tmp_path / "emptyrun"), "--out", str(tmp_path / "m")], "has no front.json"),
+        (["export", str(run_dir), "--out", str(tmp_path / "m"), "--id", "9999"], "id 9999 is not on the front"),
+        (["export", str(run_dir), "--out", str(tmp_path / "m"), "--id", "1", "--knee"], "not both"),
+        (["export", str(run_dir), "--out", str(tmp_path / "m"), "--quantize", "int4"], "'int4' is not 'int8'"),
+        (["predict", str(tmp_path / "nosuchmodel"), "hi"], "does not exist"),
+        (["predict", str(bad["truncated"]), "--variant", "int8", "hi"], "truncated or replaced"),
+        (["predict", str(bad["missing"]), "hi"], "model.onnx is missing"),
+        (["predict", str(bad["corrupt-manifest"]), "hi"], "moohead.json is corrupted"),
+        (["predict", str(bad["modified"]), "hi"], "does not match the SHA-256"),
+        (["predict", str(model_dir), "--input", str(tmp_path / "nocols.tsv")], "lacks column(s) sentence"),
+        (["predict", str(model_dir), "--input", str(tmp_path / "empty.tsv")], "no input"),
+        (["predict", str(model_dir)], "no input"),
+        (["predict", str(model_dir), "   "], "input 1 has an empty text"),
+        (["predict", str(model_dir), "--variant", "fp16", "hi"], "has no fp16 variant"),
+        (["bench", str(model_dir), "--batch-sizes", "0"], "--batch-sizes takes positive integers"),
+        (["bench", str(model_dir), "--seq-lens", "a,b"], "--seq-lens takes comma-separated integers"),
+        (["bench", str(bad["missing"])], "model.onnx is missing"),
+    ]  # fmt: skip
+    snapshot = {
+        p: p.read_bytes() for p in [*model_dir.iterdir(), *run_dir.rglob("*.json")] if p.is_file()
+    }
+    for args, needle in cases:
+        code, out, err = run_cli(args, capsys)
+        assert code == 2, (args, out, err)
+        assert needle in err, (args, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)
+    assert not (tmp_path / "m").exists()
+    assert all(p.read_bytes() == data for p, data in snapshot.items())
