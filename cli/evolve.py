@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from moohead.config import DEVICES, OBJECTIVES, default_cache_dir, default_data_dir
+from moohead.config import DEVICES, FIDELITIES, OBJECTIVES, default_cache_dir, default_data_dir
 
 
 def _objectives(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -79,6 +79,16 @@ def _objectives(ctx: click.Context, param: click.Parameter, value: str) -> tuple
 @click.option(
     "--max-epochs", type=int, default=12, show_default=True, help="Epoch budget per head."
 )
+@click.option(
+    "--fidelity",
+    type=click.Choice(FIDELITIES),
+    default="frozen",
+    show_default=True,
+    help="frozen: heads on cached encoder features; finetune: each genome trains its encoder too.",
+)
+@click.option(
+    "--lr-encoder", type=float, default=2e-5, show_default=True, help="Encoder LR (finetune)."
+)
 def evolve(
     task: str,
     model: str | None,
@@ -93,6 +103,8 @@ def evolve(
     device: str,
     cache_dir: Path | None,
     max_epochs: int,
+    fidelity: str,
+    lr_encoder: float,
 ) -> None:
     """Search head architectures with NSGA-II and write the Pareto front to --out."""
     from moohead.cli.report import RichReporter, front_table
@@ -116,6 +128,8 @@ def evolve(
         device=device,
         cache_dir=cache_dir,
         max_epochs=max_epochs,
+        fidelity=fidelity,
+        lr_encoder=lr_encoder,
     )
     console = Console()
     doc = run_search(cfg, RichReporter(console))

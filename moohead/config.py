@@ -11,6 +11,7 @@ from moohead.errors import MooheadError
 
 OBJECTIVES = ("score", "flops", "latency")
 DEVICES = ("auto", "cpu", "cuda")
+FIDELITIES = ("frozen", "finetune")
 
 
 def default_cache_dir() -> Path:
@@ -48,6 +49,9 @@ class SearchConfig:
         patience: Epochs without search-val improvement before stopping.
         reference_length: Tokens of the reference input for FLOPs and latency.
         latency_runs: Timed runs per latency measurement (after warm-up).
+        fidelity: ``frozen`` (heads on cached features) or ``finetune`` (each genome trains
+            its truncated encoder end to end).
+        lr_encoder: Encoder learning rate when fine-tuning.
     """
 
     task: str = "sst2"
@@ -68,6 +72,8 @@ class SearchConfig:
     patience: int = 3
     reference_length: int = 128
     latency_runs: int = 20
+    fidelity: str = "frozen"
+    lr_encoder: float = 2e-5
 
     def validate(self) -> None:
         """Raise MooheadError naming the first invalid value and the valid range."""
@@ -88,6 +94,11 @@ class SearchConfig:
                 self.reference_length >= 4,
                 f"reference length must be at least 4, got {self.reference_length}",
             ),
+            (
+                self.fidelity in FIDELITIES,
+                f"--fidelity must be one of {', '.join(FIDELITIES)}, got {self.fidelity!r}",
+            ),
+            (0 < self.lr_encoder < 1, f"--lr-encoder must be in (0, 1), got {self.lr_encoder}"),
             (
                 self.max_epochs >= 1 and self.patience >= 1,
                 "max_epochs and patience must be at least 1",
@@ -119,6 +130,22 @@ class SearchConfig:
             d[key] = None if d[key] is None else str(d[key])
         d["objectives"] = list(self.objectives)
         return d
+
+
+def deterministic_cuda() -> None:
+    """Same seed, same numbers on a GPU: deterministic kernels where PyTorch has them.
+
+    Without this, atomics in some backward kernels make two runs of the same search on the
+    same GPU train slightly different heads, and the search then follows different paths
+    (seen on an H100). cuBLAS needs its workspace fixed before its first use.
+    """
+    import os
+
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
 
 
 def resolve_device(requested: str) -> str:

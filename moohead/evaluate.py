@@ -6,6 +6,7 @@ by architecture (training genes do not change the computation).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 import traceback
@@ -19,12 +20,14 @@ import torch
 from moohead.archive import Archive
 from moohead.encoder import EncoderInfo, truncate
 from moohead.features import SplitFeatures
+from moohead.finetune import finetune_head
 from moohead.fused import FusedModel, reference_inputs
 from moohead.genome import Genome
 from moohead.heads import Head, build_head
 from moohead.measure import count_flops, count_params, measure_latency
 from moohead.tasks import Task
-from moohead.train import TrainConfig, TrainingDiverged, state_dict_cpu, train_head
+from moohead.tokens import TokenSplit
+from moohead.train import TrainConfig, TrainingDiverged, TrainResult, state_dict_cpu, train_head
 
 FAILED_OBJECTIVE = 1e18  # what a failed genome scores on every (minimised) objective
 
@@ -100,13 +103,20 @@ class Evaluation:
 
 @dataclass
 class SearchData:
-    """Everything an evaluation reads: task, encoder and the cached search splits."""
+    """Everything an evaluation reads: task, encoder and the search splits.
+
+    The splits are cached features (frozen fidelity) or token ids (fine-tune fidelity).
+    """
 
     task: Task
     encoder: Any
     info: EncoderInfo
-    train: SplitFeatures
-    val: SplitFeatures
+    train: SplitFeatures | TokenSplit
+    val: SplitFeatures | TokenSplit
+
+    @property
+    def finetune(self) -> bool:
+        return isinstance(self.train, TokenSplit)
 
 
 def genome_seed(run_seed: int, genome: Genome) -> int:
@@ -154,20 +164,13 @@ class Evaluator:
             return cached
         ev = Evaluation(id=len(self.evaluations), genome=genome, status="failed")
         try:
-            result = train_head(
-                genome,
-                self.data.task,
-                self.data.info.hidden_size,
-                self.data.train,
-                self.data.val,
-                self.train_cfg,
-                genome_seed(self.seed, genome),
-            )
+            result = self.train(genome)
             ev.metrics, ev.epochs, ev.train_seconds = result.metrics, result.epochs, result.seconds
             t0 = time.perf_counter()
             ev.cost = self.cost(genome, result.head)
             ev.measure_seconds = time.perf_counter() - t0
-            torch.save(state_dict_cpu(result.head), self.weights_path(ev.id))
+            trained = result.head if result.encoder is None else self._fused(result)
+            torch.save(state_dict_cpu(trained), self.weights_path(ev.id))
             ev.status = "ok"
         except TrainingDiverged as exc:
             ev.reason = f"diverged: {exc}"
@@ -177,14 +180,39 @@ class Evaluator:
             ev.reason += f" ({traceback.extract_tb(exc.__traceback__)[-1].name})"
         finally:
             # The next genome may read other layers: map only what it reads.
-            self.data.train.release()
-            self.data.val.release()
+            for split in (self.data.train, self.data.val):
+                if isinstance(split, SplitFeatures):
+                    split.release()
         self.archive.append(ev.to_record())
         self.by_key[genome.key()] = ev
         self.evaluations.append(ev)
         if self.on_new is not None:
             self.on_new(ev)
         return ev
+
+    def train(self, genome: Genome) -> TrainResult:
+        """Train a genome at the search's fidelity."""
+        d, seed = self.data, genome_seed(self.seed, genome)
+        if isinstance(d.train, TokenSplit) and isinstance(d.val, TokenSplit):
+            return finetune_head(
+                genome, d.task, d.encoder, d.info, d.train, d.val, self.train_cfg, seed
+            )
+        assert isinstance(d.train, SplitFeatures) and isinstance(d.val, SplitFeatures)
+        return train_head(genome, d.task, d.info.hidden_size, d.train, d.val, self.train_cfg, seed)
+
+    def _fused(self, result: TrainResult) -> FusedModel:
+        return FusedModel(result.encoder, result.head, self.data.info.uses_token_type_ids)
+
+    def load_trained(self, ev: Evaluation) -> FusedModel:
+        """The evaluation's trained model from its saved weights (fine-tuned encoder included)."""
+        state = torch.load(self.weights_path(ev.id), map_location="cpu", weights_only=True)
+        model = self.fused(ev.genome)
+        if any(k.startswith("encoder.") for k in state):
+            model = FusedModel(copy.deepcopy(model.encoder), model.head, model.uses_token_type_ids)
+            model.load_state_dict(state)
+        else:
+            model.head.load_state_dict(state)
+        return model.to(self.train_cfg.device).eval()
 
     def weights_path(self, eval_id: int) -> Path:
         return self.weights_dir / f"{eval_id}.pt"

@@ -117,13 +117,16 @@ class _DepthwiseConv1d(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, weight = ctx.saved_tensors
         kernel, pad, t = weight.shape[-1], weight.shape[-1] // 2, x.shape[-1]
-        grad = grad.contiguous()
+        # Under autocast the forward ran in bf16/fp16 but the backward runs outside it:
+        # compute in the weights' precision, return each gradient in its input's dtype.
+        dtype = weight.dtype
+        grad = grad.to(dtype).contiguous()
         grad_x = F.conv1d(grad, weight.flip(-1), padding=pad, groups=x.shape[1])
-        padded = F.pad(x, (pad, pad))
+        padded = F.pad(x.to(dtype), (pad, pad))
         grad_w = torch.stack(
             [(grad * padded[..., j : j + t]).sum(dim=(0, 2)) for j in range(kernel)], dim=-1
         )
-        return grad_x, grad_w.unsqueeze(1), grad.sum(dim=(0, 2))
+        return grad_x.to(x.dtype), grad_w.unsqueeze(1), grad.sum(dim=(0, 2))
 
 
 def depthwise_conv1d(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:

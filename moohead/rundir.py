@@ -80,13 +80,17 @@ def load_run_head(run_dir: Path, entry: dict[str, Any]) -> RunHead:
     task = task_from_config(config)
     genome = Genome.from_dict(entry["genome"])
     head = build_head(genome, info.hidden_size, task.num_labels)
+    model = FusedModel(truncate(encoder, genome.depth), head, info.uses_token_type_ids)
     try:
-        head.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        # Fine-tune fidelity saves the whole fused model; frozen fidelity the head alone.
+        if any(k.startswith("encoder.") for k in state):
+            model.load_state_dict(state)
+        else:
+            head.load_state_dict(state)
     except Exception as exc:  # torch.load raises unpickling, runtime and OS errors
         raise MooheadError(
             f"cannot load head weights {weights} ({exc}); the file is damaged".splitlines()[0]
         ) from exc
-    model = FusedModel(
-        truncate(encoder, genome.depth), head.eval(), info.uses_token_type_ids
-    ).eval()
+    model.eval()
     return RunHead(model, tokenizer, info, task, genome, entry, config)

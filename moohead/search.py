@@ -13,13 +13,14 @@ import numpy as np
 import torch
 
 from moohead.archive import Archive
-from moohead.config import SearchConfig, resolve_device
+from moohead.config import SearchConfig, deterministic_cuda, resolve_device
 from moohead.data import load_split, resolve_task, search_splits
 from moohead.encoder import load_encoder
 from moohead.errors import MooheadError
 from moohead.evaluate import Evaluation, Evaluator, SearchData
 from moohead.features import CacheConfig, SplitFeatures, cache_size_bytes, cached_split
 from moohead.files import atomic_write_json, package_versions
+from moohead.finetune import predict_tokens, token_views
 from moohead.front import (
     FRONT_FILE,
     HV_REFERENCE,
@@ -29,12 +30,13 @@ from moohead.front import (
     tolerances,
 )
 from moohead.genome import LEARNING_RATES, baseline, decode, encode, is_baseline_arch, search_space
-from moohead.heads import build_head
 from moohead.measure import measure_latency_interleaved
+from moohead.metrics import compute_metrics
 from moohead.plot import plot_front
 from moohead.problem import CanonicalRepair, HeadSearchProblem, make_nsga2
 from moohead.rundir import CONFIG_FILE, HEADS_DIR
-from moohead.train import TrainConfig, score_splits
+from moohead.tokens import TokenSplit, tokenize_split
+from moohead.train import TrainConfig, finetune_config, predict
 
 ARCHIVE_FILE = "archive.jsonl"
 
@@ -84,7 +86,7 @@ class Workspace:
     cfg: SearchConfig
     device: str
     data: SearchData
-    validation: dict[str, SplitFeatures]
+    validation: dict[str, SplitFeatures] | dict[str, TokenSplit]
     cache_seconds: float
     cache_bytes: int
 
@@ -107,6 +109,8 @@ def prepare(cfg: SearchConfig, reporter: Reporter | None = None) -> Workspace:
     rep = reporter or Reporter()
     cfg.validate()
     device = resolve_device(cfg.device)
+    if device == "cuda":
+        deterministic_cuda()
     task = resolve_task(cfg.task, cfg.data_dir)
     train = load_split(task, "train", cfg.data_dir)
     validation = {s: load_split(task, s, cfg.data_dir) for s in task.validation_splits}
@@ -115,6 +119,14 @@ def prepare(cfg: SearchConfig, reporter: Reporter | None = None) -> Workspace:
     encoder.to(device)
 
     t0 = time.perf_counter()
+    if cfg.fidelity == "finetune":  # every genome runs its encoder: token ids, no feature cache
+
+        def tokens(split: Any) -> TokenSplit:
+            return tokenize_split(tokenizer, task, split, cfg.max_length, info.uses_token_type_ids)
+
+        data = SearchData(task, encoder, info, tokens(search_train), tokens(search_val))
+        valid_t = {name: tokens(split) for name, split in validation.items()}
+        return Workspace(cfg, device, data, valid_t, time.perf_counter() - t0, 0)
     cache_cfg = CacheConfig(cfg.features_dir, cfg.max_length, device=device)
 
     def cache(name: str, split: Any) -> SplitFeatures:
@@ -127,12 +139,25 @@ def prepare(cfg: SearchConfig, reporter: Reporter | None = None) -> Workspace:
     rep.message(
         f"features ready in {cache_seconds:.1f}s ({cache_bytes / 2**20:.0f} MiB in {cache_cfg.cache_dir})"
     )
-    data = SearchData(task, encoder, info, train_f, val_f)
-    return Workspace(cfg, device, data, valid_f, cache_seconds, cache_bytes)
+    return Workspace(
+        cfg,
+        device,
+        SearchData(task, encoder, info, train_f, val_f),
+        valid_f,
+        cache_seconds,
+        cache_bytes,
+    )
 
 
 def train_config(ws: Workspace) -> TrainConfig:
-    return TrainConfig(ws.cfg.batch_size, ws.cfg.max_epochs, ws.cfg.patience, device=ws.device)
+    base = TrainConfig(
+        ws.cfg.batch_size,
+        ws.cfg.max_epochs,
+        ws.cfg.patience,
+        device=ws.device,
+        lr_encoder=ws.cfg.lr_encoder,
+    )
+    return finetune_config(base) if ws.cfg.fidelity == "finetune" else base
 
 
 def run_search(cfg: SearchConfig, reporter: Reporter | None = None) -> dict[str, Any]:
@@ -247,20 +272,25 @@ def generation_stats(
 
 
 def validation_metrics(
-    evaluator: Evaluator, ev: Evaluation, valid_f: dict[str, SplitFeatures]
+    evaluator: Evaluator, ev: Evaluation, valid: dict[str, SplitFeatures] | dict[str, TokenSplit]
 ) -> dict[str, Any]:
-    """Official validation metrics of an evaluation's saved head."""
-    data = evaluator.data
-    head = build_head(ev.genome, data.info.hidden_size, data.task.num_labels)
-    head.load_state_dict(torch.load(evaluator.weights_path(ev.id), weights_only=True))
-    head.to(evaluator.train_cfg.device)
-    return score_splits(data.task, head, ev.genome, valid_f, evaluator.train_cfg)
+    """Official validation metrics of an evaluation's saved head (and fine-tuned encoder)."""
+    task, cfg = evaluator.data.task, evaluator.train_cfg
+    model = evaluator.load_trained(ev)
+    per_split = {}
+    for name, split in valid.items():
+        if isinstance(split, TokenSplit):
+            outputs = predict_tokens(model, token_views(split, ev.genome), cfg)
+        else:
+            outputs = predict(model.head, split, ev.genome, cfg)
+        per_split[name] = compute_metrics(task, outputs, split.labels)
+    return {"score": float(np.mean([m["score"] for m in per_split.values()])), "splits": per_split}
 
 
 def finalize(
     cfg: SearchConfig,
     evaluator: Evaluator,
-    valid_f: dict[str, SplitFeatures],
+    valid_f: dict[str, SplitFeatures] | dict[str, TokenSplit],
     history: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Select the front, re-measure its latency together, re-score it on validation, write it."""

@@ -1,8 +1,11 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from test_genome import genomes
 from torch import nn
 
-from moohead.heads import _DepthwiseConv1d, depthwise_conv1d
+from moohead.genome import Genome
+from moohead.heads import _DepthwiseConv1d, build_head, depthwise_conv1d
 
 
 @pytest.mark.parametrize("kernel", [3, 5])
@@ -26,3 +29,17 @@ def test_depthwise_conv_inference_is_the_module() -> None:
     x = torch.randn(2, 4, 5)
     with torch.no_grad():
         assert torch.equal(depthwise_conv1d(x, conv), conv(x))
+
+
+@settings(max_examples=40, deadline=None)
+@given(genomes(num_layers=3, is_pair=True))
+def test_every_genome_trains_under_mixed_precision(g: Genome) -> None:
+    """Fine-tuning on a GPU runs heads under bf16 autocast: every block must accept it."""
+    torch.manual_seed(0)
+    head = build_head(g, hidden_size=32, num_labels=2)
+    states, mask = torch.randn(g.k, 3, 6, 32), torch.ones(3, 6, dtype=torch.bool)
+    pair = (states.flip(2), mask) if g.pair == "siamese" else ()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head(states, mask, *pair)
+    out.float().sum().backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in head.parameters())

@@ -1,0 +1,105 @@
+"""Fine-tune fidelity on the tiny encoder: the shared loop, the encoder is trained, runs and export."""
+
+import itertools
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from moohead.config import SearchConfig
+from moohead.data import load_split
+from moohead.encoder import load_encoder
+from moohead.finetune import finetune_head
+from moohead.front import read_front
+from moohead.genome import Genome
+from moohead.rundir import load_run_head
+from moohead.search import run_search
+from moohead.tasks import GLUE_TASKS
+from moohead.tokens import TokenSplit, tokenize_split
+from moohead.train import TrainConfig, _lr_lambda, finetune_config
+
+
+@pytest.fixture()
+def tokens(tiny_encoder_dir: Path, glue_dir: Path) -> tuple[object, object, dict[str, TokenSplit]]:
+    model, tok, info = load_encoder(str(tiny_encoder_dir))
+    task = GLUE_TASKS["sst2"]
+    splits = {
+        s: tokenize_split(tok, task, load_split(task, s, glue_dir), 32, True)
+        for s in ("train", "validation")
+    }
+    return model, info, splits
+
+
+def test_linear_schedule_warms_up_then_decays_to_zero() -> None:
+    f = _lr_lambda(TrainConfig(warmup_ratio=0.1), total_steps=100)
+    values = [f(s) for s in range(100)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in itertools.pairwise(values[9:]))
+    assert values[-1] == pytest.approx(1 / 90)
+
+
+@pytest.mark.parametrize("amp", [None, "bf16"])
+def test_finetune_trains_the_encoder_and_leaves_the_original(tokens, amp: str | None) -> None:  # type: ignore[no-untyped-def]
+    encoder, info, splits = tokens
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    cfg = replace(finetune_config(TrainConfig(batch_size=16, max_epochs=3, patience=3)), amp=amp)
+    genome = Genome(depth=1, pool="mean", lr=3e-3)
+    task = GLUE_TASKS["sst2"]
+    a = finetune_head(
+        genome, task, encoder, info, splits["train"], splits["validation"], cfg, seed=1
+    )
+    assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in before.items())
+    assert len(a.encoder.encoder.layer) == 1
+    moved = [k for k, v in a.encoder.state_dict().items() if not torch.equal(v, before[k])]
+    assert any("embeddings" in k for k in moved) and any("layer.0" in k for k in moved)
+    assert 0.0 <= a.metrics["score"] <= 1.0 and a.epochs >= 1
+    if amp is None:  # same seed, same result
+        b = finetune_head(
+            genome, task, encoder, info, splits["train"], splits["validation"], cfg, seed=1
+        )
+        assert a.metrics == b.metrics
+
+
+@pytest.mark.slow
+def test_finetune_search_saves_and_exports_the_trained_encoder(
+    tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path
+) -> None:
+    cfg = SearchConfig(
+        task="rte",
+        model=str(tiny_encoder_dir),
+        data_dir=glue_dir,
+        out=tmp_path / "run",
+        population=4,
+        generations=2,
+        max_train=None,
+        max_length=32,
+        reference_length=16,
+        max_epochs=2,
+        latency_runs=3,
+        objectives=("score", "flops"),
+        fidelity="finetune",
+    )
+    doc = run_search(cfg)
+    config = json.loads((cfg.out / "config.json").read_text())
+    assert config["config"]["fidelity"] == "finetune" and config["cache_bytes"] == 0
+    entry = doc["front"][0]
+    state = torch.load(cfg.out / entry["weights"], weights_only=True)
+    assert any(k.startswith("encoder.") for k in state)
+    rh = load_run_head(cfg.out, entry)  # the fine-tuned encoder, not the original
+    original, _, _ = load_encoder(str(tiny_encoder_dir))
+    emb = "embeddings.word_embeddings.weight"
+    assert not torch.equal(rh.model.encoder.state_dict()[emb], original.state_dict()[emb])
+    assert read_front(cfg.out)["front"][0]["validation"] == entry["validation"]
+
+    from moohead.export.config import ExportConfig
+    from moohead.export.pipeline import export_run
+
+    manifest = export_run(
+        ExportConfig(cfg.out, tmp_path / "model", id=entry["id"]), log=lambda s: None
+    )
+    fp32 = manifest["parity"][0]
+    assert fp32["max_abs_diff"] <= 1e-4
+    # The exported model scores what the search recorded on the official split.
+    assert fp32["validation"] == pytest.approx(entry["validation"], abs=1e-6)
