@@ -15,6 +15,7 @@ from moohead.cli.export import export
 from moohead.cli.front import front
 from moohead.cli.pick import pick
 from moohead.cli.predict import predict
+from moohead.cli.refine import refine
 
 from moohead.errors import MooheadError
 
@@ -29,6 +30,7 @@ def cli() -> None:
 
 cli.add_command(evolve)
 cli.add_command(front)
+cli.add_command(refine)
 cli.add_command(pick)
 cli.add_command(export)
 cli.add_command(bench)

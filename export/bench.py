@@ -99,12 +99,12 @@ class TorchRunner:
     def __init__(self, model_dir: Path, doc: dict[str, Any], cuda: bool) -> None:
         import torch
 
-        from moohead.front import read_front
+        from moohead.front import read_front, with_refined
         from moohead.rundir import load_run_head
 
         source = doc.get("source") or {}
         run_dir = Path(source.get("run_dir", ""))
-        front = read_front(run_dir)
+        front = with_refined(run_dir, read_front(run_dir))
         entry = next(
             (e for e in [*front["front"], front["baseline"]] if e["id"] == source.get("id")), None
         )

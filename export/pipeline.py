@@ -30,7 +30,7 @@ from moohead.export.validate import ValidationRun, validate_onnx
 from moohead.data import load_split
 from moohead.errors import MooheadError
 from moohead.files import atomic_write_json, package_versions
-from moohead.front import read_front
+from moohead.front import read_front, with_refined
 from moohead.pick import PICK_FILE, PickConfig, choose
 from moohead.rundir import RunHead, load_run_head
 
@@ -39,7 +39,7 @@ Log = Callable[[str], None]
 
 def chosen_entry(run_dir: Path, cfg: ExportConfig) -> tuple[dict[str, Any], str]:
     """The head to export: ``--id``, ``--knee``, or the pick recorded by ``moohead pick``."""
-    doc = read_front(run_dir)
+    doc = with_refined(run_dir, read_front(run_dir))
     if cfg.id is not None or cfg.knee:
         rule = PickConfig(knee=cfg.knee, id=cfg.id)
         return choose(doc, rule), rule.rule()
@@ -90,7 +90,12 @@ def manifest(
             "layers_kept": rh.genome.depth,
             "layers_total": rh.info.num_layers,
         },
-        "source": {"run_dir": str(run_dir.resolve()), "id": e["id"], "rule": rule},
+        "source": {
+            "run_dir": str(run_dir.resolve()),
+            "id": e["id"],
+            "rule": rule,
+            "refined": bool(e.get("refined")),
+        },
         "scores": {
             "metric": "/".join(rh.task.metrics),
             "search_val": e["score"],

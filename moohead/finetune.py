@@ -94,8 +94,12 @@ def finetune_head(
     val: TokenSplit,
     cfg: TrainConfig,
     seed: int,
+    head_init: dict[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train ``encoder[:depth]`` + the genome's head end to end; ``encoder`` is not modified.
+
+    ``head_init`` starts the head from trained weights (``moohead refine`` starts from the
+    head the frozen search trained) instead of a fresh initialisation.
 
     Raises:
         TrainingDiverged: when the loss is not finite.
@@ -104,6 +108,8 @@ def finetune_head(
     torch.manual_seed(seed)  # head init and dropout
     rng = np.random.default_rng(seed)  # batch order
     head = build_head(genome, info.hidden_size, task.num_labels)
+    if head_init is not None:
+        head.load_state_dict(head_init)
     model = FusedModel(truncate(encoder, genome.depth), head, info.uses_token_type_ids)
     model.to(cfg.device)
     job = FinetuneJob(genome, model, train, val, cfg)

@@ -11,6 +11,7 @@ import numpy as np
 from moohead.errors import MooheadError
 
 FRONT_FILE = "front.json"
+REFINED_FILE = "refined.json"  # written by moohead refine
 REQUIRED_KEYS = ("task", "metric", "baseline", "front")
 
 
@@ -97,3 +98,23 @@ def read_front(run_dir: Path) -> dict[str, Any]:
             f"{path} lacks {', '.join(missing)}; re-run moohead evolve to rebuild it"
         )
     return doc
+
+
+def with_refined(run_dir: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    """``front.json``'s document with each refined head's entry in place of its frozen one."""
+    path = run_dir / REFINED_FILE
+    if not path.is_file():
+        return doc
+    try:
+        refined = json.loads(path.read_text(encoding="utf-8"))
+        by_id = {e["id"]: e for e in [*refined["refined"], refined["baseline"]]}
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise MooheadError(f"{path} is corrupted ({exc}); run moohead refine again") from exc
+    return replace_entries(doc, by_id)
+
+
+def replace_entries(doc: dict[str, Any], by_id: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    out = dict(doc)
+    out["front"] = [by_id.get(e["id"], e) for e in doc["front"]]
+    out["baseline"] = by_id.get(doc["baseline"]["id"], doc["baseline"])
+    return out

@@ -15,7 +15,7 @@ import numpy as np
 
 from moohead.errors import MooheadError
 from moohead.files import atomic_write_json
-from moohead.front import read_front
+from moohead.front import read_front, with_refined
 
 PICK_FILE = "pick.json"
 
@@ -125,7 +125,7 @@ def pick(run_dir: Path, cfg: PickConfig) -> dict[str, Any]:
     Returns:
         The pick record: ``rule``, ``id``, ``entry`` and ``baseline``.
     """
-    doc = read_front(run_dir)
+    doc = with_refined(run_dir, read_front(run_dir))
     entry = choose(doc, cfg)
     record = {"rule": cfg.rule(), "id": entry["id"], "entry": entry, "baseline": doc["baseline"]}
     atomic_write_json(run_dir / PICK_FILE, record)

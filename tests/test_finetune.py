@@ -103,3 +103,41 @@ def test_finetune_search_saves_and_exports_the_trained_encoder(
     assert fp32["max_abs_diff"] <= 1e-4
     # The exported model scores what the search recorded on the official split.
     assert fp32["validation"] == pytest.approx(entry["validation"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_refine_fine_tunes_the_top_heads_and_export_uses_them(
+    tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from moohead.cli.main import main
+
+    cfg = SearchConfig(
+        task="sst2", model=str(tiny_encoder_dir), data_dir=glue_dir, out=tmp_path / "run",
+        population=4, generations=2, max_train=None, cache_dir=tmp_path / "cache", max_length=24,
+        reference_length=16, max_epochs=3, latency_runs=3, objectives=("score", "flops"),
+    )  # fmt: skip
+    front = run_search(cfg)
+    before = {p.name: p.read_bytes() for p in (cfg.out / "heads").iterdir()}
+    main(["refine", str(cfg.out), "--top", "2", "--max-epochs", "2", "--device", "cpu"])
+    doc = json.loads((cfg.out / "refined.json").read_text())
+    best = sorted(front["front"], key=lambda e: -e["score"])[:2]
+    assert [e["id"] for e in doc["refined"]] == [e["id"] for e in best]
+    assert doc["baseline"]["id"] == front["baseline"]["id"]
+    for e in [*doc["refined"], doc["baseline"]]:
+        assert (cfg.out / e["weights"]).is_file() and e["refined"] and e["latency_ms"] > 0
+        assert "frozen_score" in e and "frozen_validation" in e
+    assert {p.name: p.read_bytes() for p in (cfg.out / "heads").iterdir()} == before  # frozen kept
+
+    head_id = doc["refined"][0]["id"]
+    main(["pick", str(cfg.out), "--id", str(head_id)])
+    pick = json.loads((cfg.out / "pick.json").read_text())
+    assert pick["entry"]["refined"] and pick["entry"]["score"] == doc["refined"][0]["score"]
+    from moohead.export.config import ExportConfig
+    from moohead.export.pipeline import export_run
+
+    manifest = export_run(ExportConfig(cfg.out, tmp_path / "model"), log=lambda s: None)
+    assert manifest["source"]["refined"] and manifest["source"]["id"] == head_id
+    # The exported model is the refined one: it scores what refine recorded.
+    assert manifest["parity"][0]["validation"] == pytest.approx(
+        doc["refined"][0]["validation"], abs=1e-6
+    )
