@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -87,6 +88,11 @@ def _objectives(ctx: click.Context, param: click.Parameter, value: str) -> tuple
     help="frozen: heads on cached encoder features; finetune: each genome trains its encoder too.",
 )
 @click.option(
+    "--force-new",
+    is_flag=True,
+    help="If --out holds a run, move it aside (RUN.old-<time>) and start over instead of resuming.",
+)
+@click.option(
     "--lr-encoder", type=float, default=2e-5, show_default=True, help="Encoder LR (finetune)."
 )
 def evolve(
@@ -105,8 +111,13 @@ def evolve(
     max_epochs: int,
     fidelity: str,
     lr_encoder: float,
+    force_new: bool,
 ) -> None:
-    """Search head architectures with NSGA-II and write the Pareto front to --out."""
+    """Search head architectures with NSGA-II and write the Pareto front to --out.
+
+    If --out already holds a run (interrupted or finished), the search continues it: every
+    finished evaluation is kept and nothing is trained twice.
+    """
     from moohead.cli.report import RichReporter, front_table
     from rich.console import Console
 
@@ -132,6 +143,14 @@ def evolve(
         lr_encoder=lr_encoder,
     )
     console = Console()
-    doc = run_search(cfg, RichReporter(console))
+    try:
+        doc = run_search(cfg, RichReporter(console), force_new=force_new)
+    except KeyboardInterrupt:
+        click.echo(
+            f"interrupted: every finished evaluation is saved in {out / 'archive.jsonl'}; "
+            f"run the same command again to resume (moohead evolve ... --out {out})",
+            err=True,
+        )
+        sys.exit(130)
     console.print(front_table(doc))
     console.print(f"run written to {out} (front.json, front.png, archive.jsonl, heads/)")

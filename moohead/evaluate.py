@@ -82,6 +82,29 @@ class Evaluation:
             raise ValueError("latency was not measured for this evaluation")
         return latency
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Evaluation:
+        """The evaluation an archive line describes (the inverse of ``to_record``)."""
+        cost = None
+        if record.get("flops") is not None:
+            cost = Cost(
+                int(record["flops"]),
+                int(record["params"]),
+                int(record["head_params"]),
+                record.get("latency_ms"),
+            )
+        return cls(
+            id=int(record["id"]),
+            genome=Genome.from_dict(record["genome"]),
+            status=record["status"],
+            metrics=dict(record.get("metrics") or {}),
+            cost=cost,
+            epochs=int(record.get("epochs") or 0),
+            train_seconds=float(record.get("train_seconds") or 0.0),
+            measure_seconds=float(record.get("measure_seconds") or 0.0),
+            reason=record.get("reason"),
+        )
+
     def to_record(self) -> dict[str, Any]:
         cost = self.cost
         return {
@@ -150,7 +173,9 @@ class Evaluator:
         self.by_key: dict[str, Evaluation] = {}
         self.costs: dict[str, Cost] = {}
         self._encoders: dict[int, Any] = {}
-        self.evaluations: list[Evaluation] = []
+        self.evaluations: list[Evaluation] = []  # in the order the search asked for them
+        self.archived: dict[str, Evaluation] = {}  # restored, not yet asked for again
+        self.next_id = 0
         self.on_new: Callable[[Evaluation], None] | None = None  # progress hook
         weights_dir.mkdir(parents=True, exist_ok=True)
 
@@ -162,7 +187,13 @@ class Evaluator:
         cached = self.by_key.get(genome.key())
         if cached is not None:
             return cached
-        ev = Evaluation(id=len(self.evaluations), genome=genome, status="failed")
+        restored = self.archived.pop(genome.key(), None)
+        if restored is not None:  # a resumed run asks for it again: answer from the archive
+            self.by_key[genome.key()] = restored
+            self.evaluations.append(restored)
+            return restored
+        ev = Evaluation(id=self.next_id, genome=genome, status="failed")
+        self.next_id += 1
         try:
             result = self.train(genome)
             ev.metrics, ev.epochs, ev.train_seconds = result.metrics, result.epochs, result.seconds
@@ -174,8 +205,11 @@ class Evaluator:
             ev.status = "ok"
         except TrainingDiverged as exc:
             ev.reason = f"diverged: {exc}"
-        except (RuntimeError, ValueError) as exc:
-            # A genome that cannot be trained is a result, not the end of the search.
+        except (RuntimeError, ValueError, MemoryError) as exc:
+            # A genome that cannot be trained (or does not fit in memory) is a result, not
+            # the end of the search; CUDA's OutOfMemoryError is a RuntimeError.
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             ev.reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
             ev.reason += f" ({traceback.extract_tb(exc.__traceback__)[-1].name})"
         finally:
@@ -189,6 +223,15 @@ class Evaluator:
         if self.on_new is not None:
             self.on_new(ev)
         return ev
+
+    def restore(self, records: list[dict[str, Any]]) -> None:
+        """Take finished evaluations from an archive: they are answered, never retrained."""
+        for record in records:
+            ev = Evaluation.from_record(record)
+            self.archived[ev.genome.key()] = ev
+            self.next_id = max(self.next_id, ev.id + 1)
+            if ev.ok and ev.cost is not None:
+                self.costs.setdefault(ev.genome.arch_key(), ev.cost)
 
     def train(self, genome: Genome) -> TrainResult:
         """Train a genome at the search's fidelity."""

@@ -34,7 +34,8 @@ from moohead.measure import measure_latency_interleaved
 from moohead.metrics import compute_metrics
 from moohead.plot import plot_front
 from moohead.problem import CanonicalRepair, HeadSearchProblem, make_nsga2
-from moohead.rundir import CONFIG_FILE, HEADS_DIR
+from moohead.resume import check_identity, identity, move_aside, read_archive, run_lock
+from moohead.rundir import CONFIG_FILE, HEADS_DIR, read_run_config
 from moohead.tokens import TokenSplit, tokenize_split
 from moohead.train import TrainConfig, finetune_config, predict
 
@@ -72,11 +73,17 @@ class Reporter:
 
 
 def check_run_dir(out: Path) -> None:
-    """Refuse a run directory that already holds a run, before any work starts."""
-    if (out / ARCHIVE_FILE).exists():
-        raise MooheadError(f"{out} already holds a run; pass a new --out folder to start another")
+    """Refuse an --out that cannot hold a run, before any work starts."""
     if out.exists() and not out.is_dir():
         raise MooheadError(f"--out {out} is a file; pass a folder")
+
+
+def space_signature(num_layers: int, is_pair: bool) -> dict[str, Any]:
+    """The search space as plain data: a resume must search the same space."""
+    return {
+        name: [type(var).__name__, getattr(var, "bounds", None), getattr(var, "options", None)]
+        for name, var in search_space(num_layers, is_pair).items()
+    }
 
 
 @dataclass
@@ -89,10 +96,12 @@ class Workspace:
     validation: dict[str, SplitFeatures] | dict[str, TokenSplit]
     cache_seconds: float
     cache_bytes: int
+    identity: dict[str, Any]
 
     def summary(self) -> dict[str, Any]:
         """What ``config.json`` records besides the config itself."""
         return {
+            "identity": self.identity,
             "device": self.device,
             "encoder": asdict(self.data.info),
             "task": asdict(self.data.task),
@@ -104,8 +113,17 @@ class Workspace:
         }
 
 
-def prepare(cfg: SearchConfig, reporter: Reporter | None = None) -> Workspace:
-    """Load and check data and encoder, cut the search splits, and cache all features."""
+def prepare(
+    cfg: SearchConfig,
+    reporter: Reporter | None = None,
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> Workspace:
+    """Load and check data and encoder, cut the search splits, and cache all features.
+
+    Args:
+        check: Called with the search's identity once data and encoder are loaded and
+            before the (possibly long) feature pass; a resume refuses there.
+    """
     rep = reporter or Reporter()
     cfg.validate()
     device = resolve_device(cfg.device)
@@ -116,6 +134,20 @@ def prepare(cfg: SearchConfig, reporter: Reporter | None = None) -> Workspace:
     validation = {s: load_split(task, s, cfg.data_dir) for s in task.validation_splits}
     search_train, search_val = search_splits(train, cfg.max_train, cfg.val_fraction, cfg.seed)
     encoder, tokenizer, info = load_encoder(cfg.model)
+    ident = identity(
+        cfg.to_dict(),
+        {
+            "encoder": info.fingerprint,
+            "data": {
+                "search-train": search_train.fingerprint(),
+                "search-val": search_val.fingerprint(),
+            }
+            | {name: split.fingerprint() for name, split in validation.items()},
+            "space": space_signature(info.num_layers, task.is_pair),
+        },
+    )
+    if check is not None:
+        check(ident)
     encoder.to(device)
 
     t0 = time.perf_counter()
@@ -126,7 +158,7 @@ def prepare(cfg: SearchConfig, reporter: Reporter | None = None) -> Workspace:
 
         data = SearchData(task, encoder, info, tokens(search_train), tokens(search_val))
         valid_t = {name: tokens(split) for name, split in validation.items()}
-        return Workspace(cfg, device, data, valid_t, time.perf_counter() - t0, 0)
+        return Workspace(cfg, device, data, valid_t, time.perf_counter() - t0, 0, ident)
     cache_cfg = CacheConfig(cfg.features_dir, cfg.max_length, device=device)
 
     def cache(name: str, split: Any) -> SplitFeatures:
@@ -146,6 +178,7 @@ def prepare(cfg: SearchConfig, reporter: Reporter | None = None) -> Workspace:
         valid_f,
         cache_seconds,
         cache_bytes,
+        ident,
     )
 
 
@@ -160,17 +193,46 @@ def train_config(ws: Workspace) -> TrainConfig:
     return finetune_config(base) if ws.cfg.fidelity == "finetune" else base
 
 
-def run_search(cfg: SearchConfig, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Run the whole search and write the run directory.
+def run_search(
+    cfg: SearchConfig, reporter: Reporter | None = None, force_new: bool = False
+) -> dict[str, Any]:
+    """Run the whole search and write the run directory; continue it if it holds a run.
+
+    A run directory with an archive is resumed (the same search, checked against its
+    identity); ``force_new`` moves such a run aside and starts over. One process at a time
+    may write a run directory.
 
     Returns:
         The ``front.json`` document.
     """
     rep = reporter or Reporter()
+    cfg.validate()
     check_run_dir(cfg.out)
-    ws = prepare(cfg, rep)  # validates cfg first
+    if force_new and (cfg.out / ARCHIVE_FILE).exists():
+        rep.message(f"--force-new: the earlier run is kept in {move_aside(cfg.out)}")
+    with run_lock(cfg.out):
+        return _run_locked(cfg, rep)
+
+
+def _run_locked(cfg: SearchConfig, rep: Reporter) -> dict[str, Any]:
+    archive_path = cfg.out / ARCHIVE_FILE
+    resume = archive_path.exists()
+    stored: dict[str, Any] | None = None
+    if resume:
+        try:
+            stored = read_run_config(cfg.out).get("identity")
+        except MooheadError:
+            stored = None  # no or damaged config.json: check_identity refuses below
+
+    def check(ident: dict[str, Any]) -> None:
+        if resume:
+            check_identity(cfg.out, stored, ident)
+
+    ws = prepare(cfg, rep, check)  # validates cfg first
+    records, torn = read_archive(archive_path) if resume else ([], False)
     (cfg.out / HEADS_DIR).mkdir(parents=True, exist_ok=True)
-    atomic_write_json(cfg.out / CONFIG_FILE, {"config": cfg.to_dict(), **ws.summary()})
+    summary = {"config": cfg.to_dict(), **ws.summary()}
+    atomic_write_json(cfg.out / CONFIG_FILE, summary)
     torch.manual_seed(cfg.seed)
     evaluator = Evaluator(
         ws.data,
@@ -182,6 +244,10 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None) -> dict[str,
         measure_latency="latency" in cfg.objectives,
         latency_runs=cfg.latency_runs,
     )
+    if resume:
+        evaluator.restore(records)
+        note = " (dropped a final line cut short by the crash)" if torn else ""
+        rep.message(f"resuming {cfg.out}: {len(records)} finished evaluations restored{note}")
     history = evolve(cfg, evaluator, rep)
     doc = finalize(cfg, evaluator, ws.validation, history)
     doc["cache_seconds"] = round(ws.cache_seconds, 2)

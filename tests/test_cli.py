@@ -136,10 +136,23 @@ def test_evolve_then_front(tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Pat
     )
     doc = json.loads(js.stdout)
     assert {"task", "metric", "baseline", "front"} <= set(doc)
-    # A second evolve on the same run directory refuses and leaves the run intact.
+    # A second evolve on the finished run resumes it: nothing is trained again.
     before = (out / "archive.jsonl").read_text()
+    front_before = json.loads((out / "front.json").read_text())["front"]
     again = subprocess.run(
         [sys.executable, "-m", "moohead.cli.main", *args], capture_output=True, text=True
     )
-    assert again.returncode == 2 and "already holds a run" in again.stderr
+    assert again.returncode == 0 and "resuming" in again.stdout, again.stderr
+    assert (out / "archive.jsonl").read_text() == before
+    front_after = json.loads((out / "front.json").read_text())["front"]
+    assert [(e["id"], e["score"]) for e in front_after] == [
+        (e["id"], e["score"]) for e in front_before
+    ]
+    # A different search on it refuses, naming the difference, and changes nothing.
+    other = [*args[:-1], "4"]  # --seed 4
+    proc = subprocess.run(
+        [sys.executable, "-m", "moohead.cli.main", *other], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "seed differs (run: 3, now: 4)" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
     assert (out / "archive.jsonl").read_text() == before

@@ -104,7 +104,7 @@ def test_existing_run_is_never_overwritten(
     out = tmp_path / "run"
     out.mkdir()
     (out / "archive.jsonl").write_text('{"id": 0}\n')
-    with pytest.raises(MooheadError, match="already holds a run"):
+    with pytest.raises(MooheadError, match="no search identity"):
         run_search(_cfg(tiny_encoder_dir, glue_dir, out))
     assert (out / "archive.jsonl").read_text() == '{"id": 0}\n'
 

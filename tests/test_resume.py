@@ -1,0 +1,122 @@
+"""Crash safety: SIGKILL at any point, resume, same archive and front; one writer per run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from moohead.errors import MooheadError
+from moohead.resume import is_locked, move_aside, read_archive, run_lock
+
+TIMING = ("train_seconds", "measure_seconds")
+
+
+def evolve_args(encoder: Path, glue: Path, out: Path, cache: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "moohead.cli.main", "evolve", "--task", "sst2",
+        "--model", str(encoder), "--data-dir", str(glue), "--out", str(out),
+        "--cache-dir", str(cache), "--population", "6", "--generations", "3", "--max-train", "0",
+        "--max-length", "16", "--objectives", "score,flops", "--max-epochs", "3", "--seed", "1",
+    ]  # fmt: skip
+
+
+def lines(path: Path) -> int:
+    return path.read_text().count("\n") if path.exists() else 0
+
+
+def comparable(out: Path) -> tuple[list[dict], list[tuple]]:  # type: ignore[type-arg]
+    records = [json.loads(x) for x in (out / "archive.jsonl").read_text().splitlines()]
+    for r in records:
+        for key in TIMING:
+            r.pop(key)
+    front = json.loads((out / "front.json").read_text())
+    entries = [(e["id"], e["score"], e["flops"], e["validation"]) for e in front["front"]]
+    return records, entries
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_uninterrupted_run(
+    tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path
+) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cache = tmp_path / "cache"
+    ref = tmp_path / "reference"
+    subprocess.run(
+        evolve_args(tiny_encoder_dir, glue_dir, ref, cache),
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    ref_records, ref_front = comparable(ref)
+    assert len(ref_records) > 9
+    for n in (1, 4, 9):
+        out = tmp_path / f"killed-{n}"
+        proc = subprocess.Popen(
+            evolve_args(tiny_encoder_dir, glue_dir, out, cache), env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        while lines(out / "archive.jsonl") < n and proc.poll() is None:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done = lines(out / "archive.jsonl")
+        assert n <= done < len(ref_records), "killed too late to test a resume"
+        assert not (out / "front.json").exists()
+        resumed = subprocess.run(
+            evolve_args(tiny_encoder_dir, glue_dir, out, cache),
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        assert f"{done} finished evaluations restored" in resumed.stdout
+        records, front = comparable(out)
+        assert records == ref_records  # nothing lost, nothing trained twice, same results
+        assert front == ref_front
+
+
+def test_torn_final_line_is_dropped_and_a_damaged_line_refused(tmp_path: Path) -> None:
+    path = tmp_path / "archive.jsonl"
+    good = [json.dumps({"id": i, "genome": {}}, sort_keys=True) for i in range(2)]
+    path.write_text("\n".join(good) + '\n{"id": 2, "geno')  # killed mid-write
+    records, torn = read_archive(path)
+    assert torn and [r["id"] for r in records] == [0, 1]
+    assert path.read_text() == "\n".join(good) + "\n"  # repaired
+    path.write_text(good[0] + "\n{broken\n" + good[1] + "\n")
+    before = path.read_text()
+    with pytest.raises(MooheadError, match="line 2 is corrupted"):
+        read_archive(path)
+    assert path.read_text() == before
+
+
+def test_one_writer_per_run_and_a_dead_writer_leaves_no_lock(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with run_lock(out):
+        assert is_locked(out)
+        with (
+            pytest.raises(
+                MooheadError, match=f"in use by a running moohead evolve \\(pid {os.getpid()}\\)"
+            ),
+            run_lock(out),
+        ):
+            pass
+    assert not is_locked(out)
+    # A writer killed with SIGKILL: the kernel drops its lock.
+    code = f"from moohead.resume import run_lock; import os, pathlib\nwith run_lock(pathlib.Path({str(out)!r})): os.kill(os.getpid(), 9)"
+    subprocess.run([sys.executable, "-c", code], check=False)
+    with run_lock(out):
+        pass
+
+
+def test_force_new_keeps_the_old_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "archive.jsonl").write_text("{}\n")
+    old = move_aside(out)
+    assert not out.exists() and (old / "archive.jsonl").read_text() == "{}\n"
+    assert old.name.startswith("run.old-")
