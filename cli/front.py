@@ -25,6 +25,10 @@ def front(run_dir: Path, as_json: bool) -> None:
     console = Console()
     console.print(front_table(doc))
     if doc.get("failed"):
+        reasons = "; ".join(f"{n}x {why}" for why, n in (doc.get("failures") or {}).items())
         console.print(
-            f"{doc['failed']} of {doc['evaluations']} evaluations failed (see archive.jsonl)"
+            f"{doc['failed']} of {doc['evaluations']} evaluations failed"
+            + (f": {reasons}" if reasons else "")
+            + " (details in archive.jsonl)",
+            highlight=False,
         )

@@ -353,6 +353,16 @@ def validation_metrics(
     return {"score": float(np.mean([m["score"] for m in per_split.values()])), "splits": per_split}
 
 
+def failure_counts(evaluations: list[Evaluation]) -> dict[str, int]:
+    """Why evaluations failed: reason -> how many (reasons cut to their first clause)."""
+    counts: dict[str, int] = {}
+    for e in evaluations:
+        if not e.ok:
+            reason = (e.reason or "unknown").split(" (")[0][:120]
+            counts[reason] = counts.get(reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def finalize(
     cfg: SearchConfig,
     evaluator: Evaluator,
@@ -412,6 +422,7 @@ def finalize(
         "reference_input": {"batch": 1, "length": cfg.reference_length},
         "evaluations": len(evaluator.evaluations),
         "failed": len(evaluator.evaluations) - len(ok),
+        "failures": failure_counts(evaluator.evaluations),
         "baseline": entry(base),
         "front": [entry(e) for e in front],
         "history": history,
