@@ -66,9 +66,74 @@ def speed_table(data: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def export_table(data: dict[str, Any]) -> str:
+    rows = [
+        "| head | runtime | batch | length | p50 ms | p95 ms | seq/s | vs PyTorch | GFLOP/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, h in data["heads"].items():
+        base = {
+            (r["batch"], r["length"]): r["p50_ms"] for r in h["rows"] if r["runtime"] == "pytorch"
+        }
+        for r in h["rows"]:
+            speed = base[(r["batch"], r["length"])] / r["p50_ms"]
+            rows.append(
+                f"| {name} | {r['runtime']} | {r['batch']} | {r['length']} | {r['p50_ms']:.2f} | "
+                f"{r['p95_ms']:.2f} | {r['throughput']:.0f} | {speed:.2f}x | {r.get('gflops_per_s', 0):.0f} |"
+            )
+    rows += [
+        "",
+        "| head | validation: PyTorch / fp32 / optimized / int8 | int8 loss | peak RSS: predict int8 / fp32 / PyTorch |",
+        "|---|---|---|---|",
+    ]
+    for name, h in data["heads"].items():
+        v, rss = h["validation"], h["rss_mib"]
+        rows.append(
+            f"| {name} (`{h['summary']}`) | {100 * h['validation_torch']:.2f} / {100 * v['fp32']:.2f} / "
+            f"{100 * v['optimized']:.2f} / {100 * v['int8']:.2f} | {h['int8_metric_drop_points']:+.2f} pt | "
+            f"{rss['predict_ort_int8']:.0f} / {rss['predict_ort_fp32']:.0f} / {rss['pytorch']:.0f} MiB |"
+        )
+    return "\n".join(rows)
+
+
+def gpu_table(data: dict[str, Any]) -> str:
+    rows = [
+        f"GPU: {data['gpu']}, torch {data['torch']} (CUDA {data['cuda']}), model: {data['model']}",
+        "",
+        "| search | evaluations | failed | evaluations/hour | s per head | s per 1,000 examples per epoch | best validation (front) | baseline validation |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("frozen", "finetune"):
+        r = data[name]
+        best = max(e["validation"] for e in r["front"])
+        rows.append(
+            f"| {name} ({r['search_train_examples']} train examples) | {r['evaluations']} | {r['failed']} | "
+            f"{r['evaluations_per_hour']} | {r['mean_train_seconds']} | {r['seconds_per_1000_examples_epoch']} | "
+            f"{100 * best:.1f} | {100 * r['baseline']['validation']:.1f} |"
+        )
+    lat = data["eager_latency_baseline"]
+    rows += ["", "PyTorch eager latency of the baseline fused model (CUDA events, median of 50): "
+             + ", ".join(f"{k.replace('_ms', '')} {v:.2f} ms" for k, v in lat.items())]  # fmt: skip
+    return "\n".join(rows)
+
+
+def finetune_table(data: dict[str, Any]) -> str:
+    rows = ["| head | seconds (1 epoch) | s per 1,000 examples per epoch |", "|---|---|---|"]
+    for name, r in data["heads"].items():
+        rows.append(f"| {name} | {r['seconds']} | {r['seconds_per_1000_examples_epoch']} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     text = README.read_text()
-    for name, render in (("search_quality", quality_table), ("search_speed", speed_table)):
+    renders = (
+        ("search_quality", quality_table),
+        ("search_speed", speed_table),
+        ("export_speed", export_table),
+        ("gpu_check", gpu_table),
+        ("finetune_cost", finetune_table),
+    )
+    for name, render in renders:
         data = _load(name)
         if data is None:
             continue
