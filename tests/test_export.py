@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import save_tiny_encoder, write_synthetic_task
+from conftest import run_cli, save_tiny_encoder, write_synthetic_task
 from moohead.cli.main import main
 from moohead.export.config import ExportConfig
 from moohead.export.onnx_export import export_onnx
@@ -25,14 +25,6 @@ from moohead.fused import FusedModel
 from moohead.genome import baseline
 from moohead.heads import build_head
 from moohead.search import run_search
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return int(exc.value.code or 0), out, err
 
 
 @pytest.fixture(scope="module")
