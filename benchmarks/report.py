@@ -124,6 +124,23 @@ def finetune_table(data: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def ray_table(data: dict[str, Any]) -> str:
+    rows = [
+        "| executor | wall s | evaluations | evaluations/hour | sum of training s |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("local", "ray"):
+        r = data[name]
+        rows.append(
+            f"| {name} | {r['seconds']} | {r['evaluations']} | {r['evaluations_per_hour']} | {r['train_seconds_sum']} |"
+        )
+    rows.append("")
+    rows.append(
+        f"Ray / local wall time: **{data['ray_over_local']}x**; same archive (genomes and scores): {data['same_archive']}."
+    )
+    return "\n".join(rows)
+
+
 def main() -> None:
     text = README.read_text()
     renders = (
@@ -132,6 +149,7 @@ def main() -> None:
         ("export_speed", export_table),
         ("gpu_check", gpu_table),
         ("finetune_cost", finetune_table),
+        ("ray_overhead", ray_table),
     )
     for name, render in renders:
         data = _load(name)

@@ -88,6 +88,17 @@ def _objectives(ctx: click.Context, param: click.Parameter, value: str) -> tuple
     help="frozen: heads on cached encoder features; finetune: each genome trains its encoder too.",
 )
 @click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: train in this process; ray: each generation's genomes as Ray tasks.",
+)
+@click.option("--ray-address", default=None, help="Ray cluster address [default: a local Ray].")
+@click.option(
+    "--gpus-per-eval", type=float, default=1.0, show_default=True, help="GPUs per Ray task."
+)
+@click.option(
     "--force-new",
     is_flag=True,
     help="If --out holds a run, move it aside (RUN.old-<time>) and start over instead of resuming.",
@@ -112,6 +123,9 @@ def evolve(
     fidelity: str,
     lr_encoder: float,
     force_new: bool,
+    executor: str,
+    ray_address: str | None,
+    gpus_per_eval: float,
 ) -> None:
     """Search head architectures with NSGA-II and write the Pareto front to --out.
 
@@ -141,6 +155,9 @@ def evolve(
         max_epochs=max_epochs,
         fidelity=fidelity,
         lr_encoder=lr_encoder,
+        executor=executor,
+        ray_address=ray_address,
+        gpus_per_eval=gpus_per_eval,
     )
     console = Console()
     try:

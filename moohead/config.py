@@ -52,6 +52,9 @@ class SearchConfig:
         fidelity: ``frozen`` (heads on cached features) or ``finetune`` (each genome trains
             its truncated encoder end to end).
         lr_encoder: Encoder learning rate when fine-tuning.
+        executor: ``local`` (train in this process) or ``ray`` (Ray tasks).
+        ray_address: Ray cluster address; None starts a local Ray instance.
+        gpus_per_eval: GPUs per Ray task where the cluster has GPUs.
     """
 
     task: str = "sst2"
@@ -74,6 +77,9 @@ class SearchConfig:
     latency_runs: int = 20
     fidelity: str = "frozen"
     lr_encoder: float = 2e-5
+    executor: str = "local"
+    ray_address: str | None = None
+    gpus_per_eval: float = 1.0
 
     def validate(self) -> None:
         """Raise MooheadError naming the first invalid value and the valid range."""
@@ -99,6 +105,11 @@ class SearchConfig:
                 f"--fidelity must be one of {', '.join(FIDELITIES)}, got {self.fidelity!r}",
             ),
             (0 < self.lr_encoder < 1, f"--lr-encoder must be in (0, 1), got {self.lr_encoder}"),
+            (
+                self.executor in ("local", "ray"),
+                f"--executor must be local or ray, got {self.executor!r}",
+            ),
+            (self.gpus_per_eval >= 0, f"--gpus-per-eval must be >= 0, got {self.gpus_per_eval}"),
             (
                 self.max_epochs >= 1 and self.patience >= 1,
                 "max_epochs and patience must be at least 1",

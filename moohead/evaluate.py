@@ -161,6 +161,7 @@ class Evaluator:
         reference_length: int,
         measure_latency: bool,
         latency_runs: int = 20,
+        executor: Any = None,
     ) -> None:
         self.data = data
         self.train_cfg = train_cfg
@@ -170,6 +171,7 @@ class Evaluator:
         self.reference_length = reference_length
         self.measure_latency = measure_latency
         self.latency_runs = latency_runs
+        self.executor = executor  # None: train in this process (see executor.py)
         self.by_key: dict[str, Evaluation] = {}
         self.costs: dict[str, Cost] = {}
         self._encoders: dict[int, Any] = {}
@@ -180,10 +182,30 @@ class Evaluator:
         weights_dir.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, genomes: list[Genome]) -> list[Evaluation]:
-        return [self.evaluate(g) for g in genomes]
+        if self.executor is None:
+            return [self.evaluate(g) for g in genomes]
+        # Train every new genome at once on the executor, then record them in order.
+        new: dict[str, Genome] = {}
+        for g in genomes:
+            if g.key() not in self.by_key and g.key() not in self.archived:
+                new.setdefault(g.key(), g)
+        handles = dict(zip(new, self.executor.submit(self, list(new.values())), strict=True))
+        results = []
+        for g in genomes:
+            handle = handles.pop(g.key(), None)
+            trained = None if handle is None else self.executor.result(self, g, handle)
+            results.append(self.evaluate(g, trained))
+        return results
 
-    def evaluate(self, genome: Genome) -> Evaluation:
-        """Result of a genome: the cached one, or a new evaluation, archived on completion."""
+    def evaluate(
+        self, genome: Genome, trained: TrainResult | BaseException | None = None
+    ) -> Evaluation:
+        """Result of a genome: the cached one, or a new evaluation, archived on completion.
+
+        Args:
+            trained: The genome's training result (or failure) from an executor; None
+                trains it here.
+        """
         cached = self.by_key.get(genome.key())
         if cached is not None:
             return cached
@@ -195,13 +217,15 @@ class Evaluator:
         ev = Evaluation(id=self.next_id, genome=genome, status="failed")
         self.next_id += 1
         try:
-            result = self.train(genome)
+            if isinstance(trained, BaseException):
+                raise trained
+            result = trained if trained is not None else self.train(genome)
             ev.metrics, ev.epochs, ev.train_seconds = result.metrics, result.epochs, result.seconds
             t0 = time.perf_counter()
             ev.cost = self.cost(genome, result.head)
             ev.measure_seconds = time.perf_counter() - t0
-            trained = result.head if result.encoder is None else self._fused(result)
-            torch.save(state_dict_cpu(trained), self.weights_path(ev.id))
+            module = result.head if result.encoder is None else self._fused(result)
+            torch.save(state_dict_cpu(module), self.weights_path(ev.id))
             ev.status = "ok"
         except TrainingDiverged as exc:
             ev.reason = f"diverged: {exc}"

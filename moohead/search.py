@@ -234,6 +234,11 @@ def _run_locked(cfg: SearchConfig, rep: Reporter) -> dict[str, Any]:
     summary = {"config": cfg.to_dict(), **ws.summary()}
     atomic_write_json(cfg.out / CONFIG_FILE, summary)
     torch.manual_seed(cfg.seed)
+    executor = None
+    if cfg.executor == "ray":
+        from moohead.executor import RayConfig, RayExecutor
+
+        executor = RayExecutor(RayConfig(cfg.ray_address, cfg.gpus_per_eval))
     evaluator = Evaluator(
         ws.data,
         train_config(ws),
@@ -243,6 +248,7 @@ def _run_locked(cfg: SearchConfig, rep: Reporter) -> dict[str, Any]:
         cfg.reference_length,
         measure_latency="latency" in cfg.objectives,
         latency_runs=cfg.latency_runs,
+        executor=executor,
     )
     if resume:
         evaluator.restore(records)
@@ -259,8 +265,7 @@ def evolve(cfg: SearchConfig, evaluator: Evaluator, rep: Reporter) -> list[dict[
     task, num_layers = evaluator.data.task, evaluator.data.info.num_layers
     evaluator.on_new = rep.evaluated
     # The baseline gets the same learning-rate choices as every genome, so a gain is the head's.
-    for lr in LEARNING_RATES:
-        evaluator.evaluate(baseline(num_layers, lr))
+    evaluator([baseline(num_layers, lr) for lr in LEARNING_RATES])
     dec = partial(decode, num_layers=num_layers, is_pair=task.is_pair)
     enc = partial(encode, is_pair=task.is_pair)
     problem = HeadSearchProblem(
