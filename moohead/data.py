@@ -68,6 +68,10 @@ def split_file(data_dir: Path, task_name: str, split: str) -> Path:
 
 def read_table(path: Path) -> pd.DataFrame:
     """Read one split file; 'null' and 'NA' stay text (keep_default_na=False)."""
+    if path.stat().st_size == 0:
+        raise MooheadError(
+            f"{path} is empty; it needs a header row with the task's columns and examples"
+        )
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)

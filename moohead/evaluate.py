@@ -20,6 +20,7 @@ import torch
 from moohead.archive import Archive
 from moohead.encoder import EncoderInfo, truncate
 from moohead.features import SplitFeatures
+from moohead.files import atomic_torch_save
 from moohead.finetune import finetune_head
 from moohead.fused import FusedModel, reference_inputs
 from moohead.genome import Genome
@@ -225,7 +226,7 @@ class Evaluator:
             ev.cost = self.cost(genome, result.head)
             ev.measure_seconds = time.perf_counter() - t0
             module = result.head if result.encoder is None else self._fused(result)
-            torch.save(state_dict_cpu(module), self.weights_path(ev.id))
+            atomic_torch_save(self.weights_path(ev.id), state_dict_cpu(module))
             ev.status = "ok"
         except TrainingDiverged as exc:
             ev.reason = f"diverged: {exc}"

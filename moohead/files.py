@@ -40,6 +40,16 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    """``torch.save`` under a temporary name, then renamed: no half-written weights."""
+    import torch
+
+    def write(tmp: Path) -> None:
+        torch.save(obj, tmp)
+
+    atomic_write(path, write)
+
+
 def package_versions() -> dict[str, str]:
     """Versions of the packages a run's numbers depend on."""
     from importlib.metadata import PackageNotFoundError, version

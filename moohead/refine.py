@@ -11,19 +11,17 @@ validation split and re-timed together. ``RUN_DIR/refined.json`` holds the resul
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from moohead.config import deterministic_cuda, resolve_device
 from moohead.data import load_split, search_splits
 from moohead.encoder import load_encoder
 from moohead.errors import MooheadError
 from moohead.evaluate import genome_seed
-from moohead.files import atomic_write, atomic_write_json
+from moohead.files import atomic_torch_save, atomic_write_json
 from moohead.finetune import finetune_head, predict_tokens, token_views
 from moohead.front import REFINED_FILE, nondominated, read_front
 from moohead.fused import FusedModel, reference_inputs
@@ -121,7 +119,7 @@ def refine(cfg: RefineConfig, log: Any = print) -> dict[str, Any]:
             for name, split in valid_t.items()
         }  # fmt: skip
         weights = out_dir / f"{entry['id']}.pt"
-        atomic_write(weights, partial(_save, state_dict_cpu(model)))
+        atomic_torch_save(weights, state_dict_cpu(model))
         refined.append(
             {
                 **entry,
@@ -163,7 +161,3 @@ def refine(cfg: RefineConfig, log: Any = print) -> dict[str, Any]:
     }  # fmt: skip
     atomic_write_json(cfg.run_dir / REFINED_FILE, doc)
     return doc
-
-
-def _save(state: dict[str, Any], path: Path) -> None:
-    torch.save(state, path)

@@ -47,6 +47,9 @@ def _bad_inputs(tiny: Path, glue: Path, tmp: Path) -> list[tuple[list[str], str]
         header = "sentence1\tsentence2\tlabel" if task == "stsb" else "sentence\tlabel"
         for split in ("train", "validation"):
             (folder / f"{split}.tsv").write_text(f"{header}\n{row}\n")
+    (tmp / "empty" / "sst2").mkdir(parents=True)
+    (tmp / "empty" / "sst2" / "train.tsv").write_text("")
+    (tmp / "empty" / "sst2" / "validation.tsv").write_text("sentence\tlabel\nfine\t1\n")
     (tmp / "oldrun").mkdir()
     (tmp / "oldrun" / "archive.jsonl").write_text('{"id": 0, "genome": {}}\n')
 
@@ -63,6 +66,7 @@ def _bad_inputs(tiny: Path, glue: Path, tmp: Path) -> list[tuple[list[str], str]
 
     return [
         (data("range"), "label 5 in row 1 is outside 0..1"),
+        ([*base[:3], "--data-dir", str(tmp / "empty"), "--out", str(tmp / "r-empty")], "empty"),
         (data("text"), "unparsable label"),
         (data("nan", "stsb"), "label in row 1 is not a finite number"),
         ([*base[:5], "--out", str(tmp / "oldrun")], "cannot be resumed safely"),

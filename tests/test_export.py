@@ -265,3 +265,20 @@ def test_bad_input_one_line_exit_2_nothing_changed(
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)
     assert not (tmp_path / "m").exists()
     assert all(p.read_bytes() == data for p, data in snapshot.items())
+
+
+def test_fp16_variant_passes_the_gate_and_serves(run_dir: Path, tmp_path: Path) -> None:
+    """The GPU variant is checked wherever the export runs (on ORT's CPU provider here)."""
+    out = tmp_path / "fp16"
+    doc = export_run(
+        ExportConfig(run_dir, out, knee=True, fp16=True, max_metric_drop=0.2), log=lambda s: None
+    )
+    assert set(doc["variants"]) == {"fp32", "fp16"}
+    fp16 = next(g for g in doc["parity"] if g["variant"] == "fp16")
+    assert fp16["max_abs_diff"] < 0.05
+    graph = onnx.load(str(out / "model_fp16.onnx")).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 I/O
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
+    preds = OnnxClassifier.load(out, variant="fp16", device="cpu").predict(["a good film"])
+    assert preds[0].label in ("negative", "positive")

@@ -120,3 +120,25 @@ def test_force_new_keeps_the_old_run(tmp_path: Path) -> None:
     old = move_aside(out)
     assert not out.exists() and (old / "archive.jsonl").read_text() == "{}\n"
     assert old.name.startswith("run.old-")
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_says_how_to_resume(
+    tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = evolve_args(tiny_encoder_dir, glue_dir, out, tmp_path / "cache")
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    while lines(out / "archive.jsonl") < 2 and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted" in err and "run the same command again to resume" in err
+    assert "Traceback" not in err
+    saved = lines(out / "archive.jsonl")
+    assert saved >= 2 and read_archive(out / "archive.jsonl")[0][-1]["id"] == saved - 1
+    assert not is_locked(out)
