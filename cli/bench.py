@@ -80,14 +80,16 @@ def bench_table(report: dict[str, Any]) -> Any:
         title=f"{report['model_dir']} on {report['device']} ({', '.join(report['providers'])}), "
         f"{report['threads']} threads",
     )
-    for col in ("runtime", "batch", "length", "p50 ms", "p95 ms", "p99 ms", "seq/s", "speed-up"):
+    flops = any("gflops_per_s" in r for r in report["rows"])
+    columns = ["runtime", "batch", "length", "p50 ms", "p95 ms", "p99 ms", "seq/s", "speed-up"]
+    for col in [*columns, "GFLOP/s"] if flops else columns:
         table.add_column(col, justify="left" if col == "runtime" else "right")
     torch_p50 = {
         (r["batch"], r["length"]): r["p50_ms"] for r in report["rows"] if r["runtime"] == "pytorch"
     }
     for r in report["rows"]:
         base = torch_p50.get((r["batch"], r["length"]))
-        table.add_row(
+        cells = [
             r["runtime"],
             str(r["batch"]),
             str(r["length"]),
@@ -96,5 +98,6 @@ def bench_table(report: dict[str, Any]) -> Any:
             f"{r['p99_ms']:.2f}",
             f"{r['throughput']:.0f}",
             f"{base / r['p50_ms']:.2f}x" if base else "",
-        )
+        ]
+        table.add_row(*cells, *([f"{r.get('gflops_per_s', 0):.0f}"] if flops else []))
     return table

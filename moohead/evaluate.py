@@ -173,6 +173,7 @@ class Evaluator:
         self.measure_latency = measure_latency
         self.latency_runs = latency_runs
         self.executor = executor  # None: train in this process (see executor.py)
+        self.stop_requested = False  # set by Ctrl-C: stop before the next evaluation
         self.by_key: dict[str, Evaluation] = {}
         self.costs: dict[str, Cost] = {}
         self._encoders: dict[int, Any] = {}
@@ -186,6 +187,8 @@ class Evaluator:
         if self.executor is None:
             return [self.evaluate(g) for g in genomes]
         # Train every new genome at once on the executor, then record them in order.
+        if self.stop_requested:
+            raise KeyboardInterrupt
         new: dict[str, Genome] = {}
         for g in genomes:
             if g.key() not in self.by_key and g.key() not in self.archived:
@@ -215,6 +218,8 @@ class Evaluator:
             self.by_key[genome.key()] = restored
             self.evaluations.append(restored)
             return restored
+        if trained is None and self.stop_requested:
+            raise KeyboardInterrupt  # every finished evaluation is already archived
         ev = Evaluation(id=self.next_id, genome=genome, status="failed")
         self.next_id += 1
         try:

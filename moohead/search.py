@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -193,6 +196,31 @@ def train_config(ws: Workspace) -> TrainConfig:
     return finetune_config(base) if ws.cfg.fidelity == "finetune" else base
 
 
+@contextmanager
+def stop_between_evaluations(evaluator: Evaluator) -> Iterator[None]:
+    """Ctrl-C stops the search after the evaluation in progress, not inside a library.
+
+    A KeyboardInterrupt raised at an arbitrary point can be swallowed (pymoo hashes
+    genomes under a bare ``except``); instead the first Ctrl-C asks the evaluator to stop
+    before its next evaluation, and a second one interrupts at once.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is signal.SIG_IGN:
+        yield  # not ours to handle (a thread, or a background job that ignores SIGINT)
+        return
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if evaluator.stop_requested:
+            raise KeyboardInterrupt
+        evaluator.stop_requested = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_search(
     cfg: SearchConfig, reporter: Reporter | None = None, force_new: bool = False
 ) -> dict[str, Any]:
@@ -254,7 +282,8 @@ def _run_locked(cfg: SearchConfig, rep: Reporter) -> dict[str, Any]:
         evaluator.restore(records)
         note = " (dropped a final line cut short by the crash)" if torn else ""
         rep.message(f"resuming {cfg.out}: {len(records)} finished evaluations restored{note}")
-    history = evolve(cfg, evaluator, rep)
+    with stop_between_evaluations(evaluator):
+        history = evolve(cfg, evaluator, rep)
     doc = finalize(cfg, evaluator, ws.validation, history)
     doc["cache_seconds"] = round(ws.cache_seconds, 2)
     return doc

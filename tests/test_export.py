@@ -178,8 +178,12 @@ def test_predict_needs_no_torch(model_dir: Path) -> None:
 
 
 def test_bench_times_every_runtime(
-    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    model_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "160")  # the table's full width
     out = tmp_path / "bench.json"
     args = ["bench", str(model_dir), "--batch-sizes", "1,2", "--seq-lens", "8", "--runs", "3",
             "--warmup", "1", "--threads", "1", "--json", str(out)]  # fmt: skip
@@ -192,7 +196,7 @@ def test_bench_times_every_runtime(
     for r in report["rows"]:
         assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] and r["runs"] >= 3
         assert r["gflops_per_s"] > 0
-    assert "onnx-int8" in stdout
+    assert "onnx-int8" in stdout and "GFLOP/s" in stdout
 
 
 def test_export_refuses_to_overwrite_then_replaces_with_overwrite(

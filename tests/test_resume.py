@@ -129,9 +129,12 @@ def test_ctrl_c_saves_and_says_how_to_resume(
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = evolve_args(tiny_encoder_dir, glue_dir, out, tmp_path / "cache")
+    # A shell's background jobs start with SIGINT ignored, and Python keeps it so: give the
+    # child the default disposition, as a terminal's foreground process has.
     proc = subprocess.Popen(
-        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     while lines(out / "archive.jsonl") < 2 and proc.poll() is None:
         time.sleep(0.005)
     proc.send_signal(signal.SIGINT)
