@@ -8,6 +8,7 @@ that passed.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -48,8 +49,6 @@ def chosen_entry(run_dir: Path, cfg: ExportConfig) -> tuple[dict[str, Any], str]
         raise MooheadError(
             f"{run_dir} has no recorded pick; run moohead pick {run_dir} --knee, or pass --id N or --knee"
         )
-    import json
-
     try:
         pick = json.loads(pick_path.read_text(encoding="utf-8"))
         return choose(doc, PickConfig(id=int(pick["id"]))), f"pick.json ({pick['rule']})"
