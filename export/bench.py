@@ -100,16 +100,15 @@ class TorchRunner:
         import torch
 
         from moohead.front import read_front, with_refined
+        from moohead.pick import PickConfig, choose
         from moohead.rundir import load_run_head
 
         source = doc.get("source") or {}
         run_dir = Path(source.get("run_dir", ""))
         front = with_refined(run_dir, read_front(run_dir))
-        entry = next(
-            (e for e in [*front["front"], front["baseline"]] if e["id"] == source.get("id")), None
-        )
-        if entry is None:
-            raise MooheadError(f"head {source.get('id')} is no longer on the front of {run_dir}")
+        if source.get("id") is None:
+            raise MooheadError(f"{model_dir}/moohead.json names no source head; export again")
+        entry = choose(front, PickConfig(id=int(source["id"])))
         self.device = "cuda" if cuda else "cpu"
         self.model = load_run_head(run_dir, entry).model.to(self.device)
         self.torch = torch

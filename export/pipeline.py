@@ -25,7 +25,7 @@ from moohead.export.model_dir import (
 )
 from moohead.export.onnx_export import OPSET, export_onnx
 from moohead.export.optimize import optimize_graph, quantize_int8
-from moohead.export.runtime import Encoder, make_session
+from moohead.export.runtime import Encoder, make_session, providers_for
 from moohead.export.validate import ValidationRun, validate_onnx
 
 from moohead.data import load_split
@@ -33,7 +33,7 @@ from moohead.errors import MooheadError
 from moohead.files import atomic_write_json, package_versions
 from moohead.front import read_front, with_refined
 from moohead.pick import PICK_FILE, PickConfig, choose
-from moohead.rundir import RunHead, load_run_head
+from moohead.rundir import RunHead, load_run_head, run_data_dir
 
 Log = Callable[[str], None]
 
@@ -57,9 +57,7 @@ def chosen_entry(run_dir: Path, cfg: ExportConfig) -> tuple[dict[str, Any], str]
 
 
 def _validation_splits(rh: RunHead, data_dir: Path | None) -> dict[str, Any]:
-    folder = data_dir
-    if folder is None and rh.config["config"].get("data_dir"):
-        folder = Path(rh.config["config"]["data_dir"])
+    folder = run_data_dir(rh.config, data_dir)
     return {s: load_split(rh.task, s, folder) for s in rh.task.validation_splits}
 
 
@@ -174,7 +172,7 @@ def export_run(cfg: ExportConfig, log: Log = print) -> dict[str, Any]:
         if cfg.fp16:
             path = tmp / VARIANT_FILES["fp16"]
             optimize_graph(fp32, path, heads, hidden, fp16=True)
-            check("fp16", path, _fp16_providers())
+            check("fp16", path, providers_for("auto"))
         doc = manifest(rh, rule, variants, gate, cfg.run_dir)
         atomic_write_json(tmp / MANIFEST, doc)
         _move_into_place(tmp, cfg.out, cfg.overwrite)
@@ -182,12 +180,6 @@ def export_run(cfg: ExportConfig, log: Log = print) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return doc
-
-
-def _fp16_providers() -> list[str]:
-    from moohead.export.runtime import providers_for
-
-    return providers_for("auto")
 
 
 def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:

@@ -200,7 +200,7 @@ class OnnxClassifier:
             raise MooheadError(f"batch size must be at least 1, not {batch_size}")
         if not texts:
             return np.zeros((0, int(self.doc["task"]["num_labels"])), dtype=np.float32)
-        order = np.argsort([_length(t) for t in texts], kind="stable")
+        order = np.argsort([text_length(t) for t in texts], kind="stable")
         out: list[np.ndarray] = []
         for start in range(0, len(order), batch_size):
             batch = [texts[i] for i in order[start : start + batch_size]]
@@ -227,5 +227,6 @@ class OnnxClassifier:
         ]
 
 
-def _length(text: Text) -> int:
+def text_length(text: Text) -> int:
+    """Characters of a text or pair: what batches are sorted by."""
     return len(text) if isinstance(text, str) else len(text[0]) + len(text[1])

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from moohead.export.runtime import Encoder
+from moohead.export.runtime import Encoder, text_length
 
 from moohead.data import Split
 from moohead.errors import MooheadError
@@ -94,8 +94,7 @@ def validation_feeds(
     texts: list[Any] = (
         list(split.texts[0]) if len(split.texts) == 1 else list(zip(*split.texts, strict=True))
     )
-    lengths = [len(t) if isinstance(t, str) else len(t[0]) + len(t[1]) for t in texts]
-    order = np.argsort(lengths, kind="stable")
+    order = np.argsort([text_length(t) for t in texts], kind="stable")
     return [
         (idx, encoder([texts[i] for i in idx]))
         for idx in (order[s : s + batch_size] for s in range(0, len(order), batch_size))

@@ -22,7 +22,7 @@ from moohead.encoder import EncoderInfo, truncate
 from moohead.features import SplitFeatures
 from moohead.files import atomic_torch_save
 from moohead.finetune import finetune_head
-from moohead.fused import FusedModel, reference_inputs
+from moohead.fused import FusedModel, holds_encoder, load_trained_state, reference_inputs
 from moohead.genome import Genome
 from moohead.heads import Head, build_head
 from moohead.measure import count_flops, count_params, measure_latency
@@ -138,15 +138,29 @@ class SearchData:
     train: SplitFeatures | TokenSplit
     val: SplitFeatures | TokenSplit
 
-    @property
-    def finetune(self) -> bool:
-        return isinstance(self.train, TokenSplit)
-
 
 def genome_seed(run_seed: int, genome: Genome) -> int:
     """Training seed of a genome: independent of evaluation order, so results are too."""
     digest = hashlib.sha256(f"{run_seed}:{genome.key()}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def train_genome(
+    genome: Genome,
+    task: Task,
+    encoder: Any,
+    info: EncoderInfo,
+    train: SplitFeatures | TokenSplit,
+    val: SplitFeatures | TokenSplit,
+    cfg: TrainConfig,
+    seed: int,
+) -> TrainResult:
+    """Train a genome at the fidelity its splits are in: token ids fine-tune the encoder
+    with the head, cached features train the head alone."""
+    if isinstance(train, TokenSplit) and isinstance(val, TokenSplit):
+        return finetune_head(genome, task, encoder, info, train, val, cfg, seed)
+    assert isinstance(train, SplitFeatures) and isinstance(val, SplitFeatures)
+    return train_head(genome, task, info.hidden_size, train, val, cfg, seed)
 
 
 class Evaluator:
@@ -265,13 +279,11 @@ class Evaluator:
 
     def train(self, genome: Genome) -> TrainResult:
         """Train a genome at the search's fidelity."""
-        d, seed = self.data, genome_seed(self.seed, genome)
-        if isinstance(d.train, TokenSplit) and isinstance(d.val, TokenSplit):
-            return finetune_head(
-                genome, d.task, d.encoder, d.info, d.train, d.val, self.train_cfg, seed
-            )
-        assert isinstance(d.train, SplitFeatures) and isinstance(d.val, SplitFeatures)
-        return train_head(genome, d.task, d.info.hidden_size, d.train, d.val, self.train_cfg, seed)
+        d = self.data
+        return train_genome(
+            genome, d.task, d.encoder, d.info, d.train, d.val, self.train_cfg,
+            genome_seed(self.seed, genome),
+        )  # fmt: skip
 
     def _fused(self, result: TrainResult) -> FusedModel:
         return FusedModel(result.encoder, result.head, self.data.info.uses_token_type_ids)
@@ -280,11 +292,9 @@ class Evaluator:
         """The evaluation's trained model from its saved weights (fine-tuned encoder included)."""
         state = torch.load(self.weights_path(ev.id), map_location="cpu", weights_only=True)
         model = self.fused(ev.genome)
-        if any(k.startswith("encoder.") for k in state):
+        if holds_encoder(state):  # not into the cut encoder the evaluator shares
             model = FusedModel(copy.deepcopy(model.encoder), model.head, model.uses_token_type_ids)
-            model.load_state_dict(state)
-        else:
-            model.head.load_state_dict(state)
+        load_trained_state(model, state)
         return model.to(self.train_cfg.device).eval()
 
     def weights_path(self, eval_id: int) -> Path:

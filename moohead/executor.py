@@ -82,8 +82,7 @@ def train_task(
 ) -> dict[str, Any]:
     """Train one genome (in a Ray worker); return its metrics and weights on the CPU."""
     from moohead.encoder import load_encoder
-    from moohead.finetune import finetune_head
-    from moohead.train import train_head
+    from moohead.evaluate import train_genome
 
     torch.set_num_threads(threads)
     if cfg.device == "cuda" and not torch.cuda.is_available():
@@ -93,11 +92,9 @@ def train_task(
     if encoder_path not in _ENCODERS:
         _ENCODERS[encoder_path] = load_encoder(encoder_path)
     encoder, _, info = _ENCODERS[encoder_path]
-    if isinstance(train, TokenSplit) and isinstance(val, TokenSplit):
-        result = finetune_head(g, task, encoder.to(cfg.device), info, train, val, cfg, seed)
-    else:
-        assert isinstance(train, SplitFeatures) and isinstance(val, SplitFeatures)
-        result = train_head(g, task, info.hidden_size, train, val, cfg, seed)
+    if isinstance(train, TokenSplit):  # fine-tuning runs the encoder; frozen heads do not
+        encoder.to(cfg.device)
+    result = train_genome(g, task, encoder, info, train, val, cfg, seed)
     return {
         "metrics": result.metrics,
         "epochs": result.epochs,

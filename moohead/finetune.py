@@ -8,6 +8,7 @@ batches of token ids.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -15,12 +16,14 @@ import torch
 from torch import nn
 
 from moohead.encoder import EncoderInfo, truncate
+from moohead.features import SplitFeatures
 from moohead.fused import FusedModel
 from moohead.genome import Genome
 from moohead.heads import Head, build_head
+from moohead.metrics import compute_metrics
 from moohead.tasks import Task
 from moohead.tokens import TokenSplit, TokenView
-from moohead.train import TrainConfig, TrainResult, fit
+from moohead.train import TrainConfig, TrainResult, fit, in_length_order, predict
 
 
 def token_views(split: TokenSplit, genome: Genome) -> list[TokenView]:
@@ -70,19 +73,35 @@ class FinetuneJob:
 def predict_tokens(model: FusedModel, views: list[TokenView], cfg: TrainConfig) -> np.ndarray:
     """Model outputs for every example, in the split's order (length-sorted batches)."""
     model.eval()
-    lengths = np.sum([v.lengths for v in views], axis=0)
-    order = np.argsort(lengths, kind="stable")
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp or "")
-    device = torch.device(cfg.device).type
-    outputs: list[np.ndarray] = []
+    amp, device = cfg.amp_dtype, torch.device(cfg.device).type
     with torch.inference_mode(), torch.autocast(device, dtype=amp, enabled=amp is not None):
-        for start in range(0, len(order), cfg.eval_batch_size):
-            batch = order[start : start + cfg.eval_batch_size]
-            inputs = [t for v in views for t in v.batch(batch, cfg.device)]
-            outputs.append(model(*inputs).float().cpu().numpy())
-    result = np.empty((len(order), outputs[0].shape[1]), dtype=np.float32)
-    result[order] = np.concatenate(outputs)
-    return result
+        return in_length_order(
+            np.sum([v.lengths for v in views], axis=0),
+            cfg.eval_batch_size,
+            lambda batch: model(*[t for v in views for t in v.batch(batch, cfg.device)]),
+        )
+
+
+def score_model(
+    task: Task,
+    model: FusedModel,
+    genome: Genome,
+    splits: Mapping[str, SplitFeatures | TokenSplit],
+    cfg: TrainConfig,
+) -> dict[str, Any]:
+    """Metrics of a trained model on each split, and ``score``, their main scores' mean.
+
+    Cached features are read by the head alone; token ids run the whole fused model (a
+    fine-tuned encoder's features are not in any cache).
+    """
+    per_split = {}
+    for name, split in splits.items():
+        if isinstance(split, TokenSplit):
+            outputs = predict_tokens(model, token_views(split, genome), cfg)
+        else:
+            outputs = predict(model.head, split, genome, cfg)
+        per_split[name] = compute_metrics(task, outputs, split.labels)
+    return {"score": float(np.mean([m["score"] for m in per_split.values()])), "splits": per_split}
 
 
 def finetune_head(

@@ -51,6 +51,26 @@ class FusedModel(nn.Module):
         return self.head(states, mask)
 
 
+def holds_encoder(state: dict[str, Any]) -> bool:
+    """Saved weights are the whole fused model (fine-tune fidelity) or the head alone."""
+    return any(k.startswith("encoder.") for k in state)
+
+
+def head_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The head's part of saved weights, in either form."""
+    if not holds_encoder(state):
+        return state
+    return {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
+
+
+def load_trained_state(model: FusedModel, state: dict[str, Any]) -> None:
+    """Load saved weights (either form) into ``model``: its encoder too where they hold one."""
+    if holds_encoder(state):
+        model.load_state_dict(state)
+    else:
+        model.head.load_state_dict(state)
+
+
 def reference_inputs(
     model: FusedModel, batch: int, length: int, device: str = "cpu"
 ) -> tuple[torch.Tensor, ...]:

@@ -22,13 +22,12 @@ from moohead.encoder import load_encoder
 from moohead.errors import MooheadError
 from moohead.evaluate import genome_seed
 from moohead.files import atomic_torch_save, atomic_write_json
-from moohead.finetune import finetune_head, predict_tokens, token_views
+from moohead.finetune import finetune_head, score_model
 from moohead.front import REFINED_FILE, nondominated, read_front
-from moohead.fused import FusedModel, reference_inputs
+from moohead.fused import FusedModel, head_state, reference_inputs
 from moohead.genome import Genome
 from moohead.measure import measure_latency_interleaved
-from moohead.metrics import compute_metrics
-from moohead.rundir import load_run_head, read_run_config, task_from_config
+from moohead.rundir import read_run_config, read_weights, run_data_dir, task_from_config
 from moohead.tokens import tokenize_split
 from moohead.train import TrainConfig, finetune_config, state_dict_cpu
 
@@ -76,7 +75,7 @@ def refine(cfg: RefineConfig, log: Any = print) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     if device == "cuda":
         deterministic_cuda()
-    data_dir = cfg.data_dir or (Path(search["data_dir"]) if search.get("data_dir") else None)
+    data_dir = run_data_dir(run, cfg.data_dir)
     train, val = search_splits(
         load_split(task, "train", data_dir),
         search["max_train"],
@@ -108,16 +107,13 @@ def refine(cfg: RefineConfig, log: Any = print) -> dict[str, Any]:
     models: list[FusedModel] = []
     for entry in chosen:
         genome = Genome.from_dict(entry["genome"])
-        init = load_run_head(cfg.run_dir, entry).model.head.state_dict()
+        init = head_state(read_weights(cfg.run_dir, entry))
         result = finetune_head(
             genome, task, encoder, info, train_t, val_t, tcfg,
             genome_seed(int(search["seed"]), genome), head_init=init,
         )  # fmt: skip
         model = FusedModel(result.encoder, result.head, info.uses_token_type_ids).eval()
-        per_split = {
-            name: compute_metrics(task, predict_tokens(model, token_views(split, genome), tcfg), split.labels)
-            for name, split in valid_t.items()
-        }  # fmt: skip
+        scores = score_model(task, model, genome, valid_t, tcfg)
         weights = out_dir / f"{entry['id']}.pt"
         atomic_torch_save(weights, state_dict_cpu(model))
         refined.append(
@@ -127,8 +123,8 @@ def refine(cfg: RefineConfig, log: Any = print) -> dict[str, Any]:
                 "frozen_validation": entry["validation"],
                 "score": result.metrics["score"],
                 "search_val_metrics": result.metrics,
-                "validation": float(np.mean([m["score"] for m in per_split.values()])),
-                "validation_metrics": per_split,
+                "validation": scores["score"],
+                "validation_metrics": scores["splits"],
                 "weights": f"{REFINED_DIR}/{entry['id']}.pt",
                 "refined": True,
                 "epochs": result.epochs,

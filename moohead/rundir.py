@@ -11,7 +11,7 @@ import torch
 
 from moohead.encoder import EncoderInfo, load_encoder, truncate
 from moohead.errors import MooheadError
-from moohead.fused import FusedModel
+from moohead.fused import FusedModel, load_trained_state
 from moohead.genome import Genome
 from moohead.heads import build_head
 from moohead.tasks import Task
@@ -31,6 +31,14 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise MooheadError(f"{path} is corrupted ({exc}); the run cannot be read back") from exc
     return dict(doc)
+
+
+def run_data_dir(config: dict[str, Any], override: Path | None = None) -> Path | None:
+    """Where the run's task data is: ``override``, else the run's ``--data-dir`` (None: hub)."""
+    if override is not None:
+        return override
+    recorded = config["config"].get("data_dir")
+    return Path(recorded) if recorded else None
 
 
 def task_from_config(doc: dict[str, Any]) -> Task:
@@ -57,6 +65,27 @@ class RunHead:
         return int(self.config["config"]["max_length"])
 
 
+def read_weights(run_dir: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """The saved weights of a front (or refined) entry: a head, or a whole fused model.
+
+    Raises:
+        MooheadError: the file is missing or damaged.
+    """
+    weights = run_dir / entry.get("weights", f"{HEADS_DIR}/{entry['id']}.pt")
+    if not weights.is_file():
+        raise MooheadError(
+            f"{weights} is missing: the run kept no weights for head {entry['id']}; "
+            "pick a head on the front (moohead front RUN_DIR)"
+        )
+    try:
+        state: dict[str, Any] = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises unpickling, runtime and OS errors
+        raise MooheadError(
+            f"cannot load head weights {weights} ({exc}); the file is damaged".splitlines()[0]
+        ) from exc
+    return state
+
+
 def load_run_head(run_dir: Path, entry: dict[str, Any]) -> RunHead:
     """The encoder cut to the head's depth plus the trained head: exactly what was scored.
 
@@ -64,12 +93,7 @@ def load_run_head(run_dir: Path, entry: dict[str, Any]) -> RunHead:
         MooheadError: the weights are missing, or the encoder is not the one searched with.
     """
     config = read_run_config(run_dir)
-    weights = run_dir / entry.get("weights", f"{HEADS_DIR}/{entry['id']}.pt")
-    if not weights.is_file():
-        raise MooheadError(
-            f"{weights} is missing: the run kept no weights for head {entry['id']}; "
-            "pick a head on the front (moohead front RUN_DIR)"
-        )
+    state = read_weights(run_dir, entry)
     recorded = config["encoder"]
     encoder, tokenizer, info = load_encoder(recorded["path"])
     if info.fingerprint != recorded["fingerprint"]:
@@ -82,15 +106,10 @@ def load_run_head(run_dir: Path, entry: dict[str, Any]) -> RunHead:
     head = build_head(genome, info.hidden_size, task.num_labels)
     model = FusedModel(truncate(encoder, genome.depth), head, info.uses_token_type_ids)
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        # Fine-tune fidelity saves the whole fused model; frozen fidelity the head alone.
-        if any(k.startswith("encoder.") for k in state):
-            model.load_state_dict(state)
-        else:
-            head.load_state_dict(state)
-    except Exception as exc:  # torch.load raises unpickling, runtime and OS errors
+        load_trained_state(model, state)
+    except RuntimeError as exc:  # keys or shapes that do not fit the genome
         raise MooheadError(
-            f"cannot load head weights {weights} ({exc}); the file is damaged".splitlines()[0]
+            f"head weights of {entry['id']} do not fit its genome ({exc})".splitlines()[0]
         ) from exc
     model.eval()
     return RunHead(model, tokenizer, info, task, genome, entry, config)

@@ -23,7 +23,7 @@ from moohead.errors import MooheadError
 from moohead.evaluate import Evaluation, Evaluator, SearchData
 from moohead.features import CacheConfig, SplitFeatures, cache_size_bytes, cached_split
 from moohead.files import atomic_write_json, package_versions
-from moohead.finetune import predict_tokens, token_views
+from moohead.finetune import score_model
 from moohead.front import (
     FRONT_FILE,
     HV_REFERENCE,
@@ -34,13 +34,12 @@ from moohead.front import (
 )
 from moohead.genome import LEARNING_RATES, baseline, decode, encode, is_baseline_arch, search_space
 from moohead.measure import measure_latency_interleaved
-from moohead.metrics import compute_metrics
 from moohead.plot import plot_front
 from moohead.problem import CanonicalRepair, HeadSearchProblem, make_nsga2
 from moohead.resume import check_identity, identity, move_aside, read_archive, run_lock
 from moohead.rundir import CONFIG_FILE, HEADS_DIR, read_run_config
 from moohead.tokens import TokenSplit, tokenize_split
-from moohead.train import TrainConfig, finetune_config, predict
+from moohead.train import TrainConfig, finetune_config
 
 ARCHIVE_FILE = "archive.jsonl"
 
@@ -259,8 +258,7 @@ def _run_locked(cfg: SearchConfig, rep: Reporter) -> dict[str, Any]:
     ws = prepare(cfg, rep, check)  # validates cfg first
     records, torn = read_archive(archive_path) if resume else ([], False)
     (cfg.out / HEADS_DIR).mkdir(parents=True, exist_ok=True)
-    summary = {"config": cfg.to_dict(), **ws.summary()}
-    atomic_write_json(cfg.out / CONFIG_FILE, summary)
+    atomic_write_json(cfg.out / CONFIG_FILE, {"config": cfg.to_dict(), **ws.summary()})
     torch.manual_seed(cfg.seed)
     executor = None
     if cfg.executor == "ray":
@@ -375,16 +373,8 @@ def validation_metrics(
     evaluator: Evaluator, ev: Evaluation, valid: dict[str, SplitFeatures] | dict[str, TokenSplit]
 ) -> dict[str, Any]:
     """Official validation metrics of an evaluation's saved head (and fine-tuned encoder)."""
-    task, cfg = evaluator.data.task, evaluator.train_cfg
     model = evaluator.load_trained(ev)
-    per_split = {}
-    for name, split in valid.items():
-        if isinstance(split, TokenSplit):
-            outputs = predict_tokens(model, token_views(split, ev.genome), cfg)
-        else:
-            outputs = predict(model.head, split, ev.genome, cfg)
-        per_split[name] = compute_metrics(task, outputs, split.labels)
-    return {"score": float(np.mean([m["score"] for m in per_split.values()])), "splits": per_split}
+    return score_model(evaluator.data.task, model, ev.genome, valid, evaluator.train_cfg)
 
 
 def failure_counts(evaluations: list[Evaluation]) -> dict[str, int]:

@@ -52,6 +52,11 @@ class TrainConfig:
     clip_norm: float | None = None
     amp: str | None = None
 
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        """The autocast dtype of ``amp`` (None: full precision)."""
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp or "")
+
 
 def finetune_config(base: TrainConfig) -> TrainConfig:
     """The fine-tuning recipe on top of ``base``'s budget: warm-up/decay, clipping, and on a
@@ -148,21 +153,31 @@ def bucketed_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def in_length_order(
+    lengths: np.ndarray, batch_size: int, run: Callable[[np.ndarray], torch.Tensor]
+) -> np.ndarray:
+    """``run`` on length-sorted batches of example indices (little padding); the outputs
+    come back as float32 rows in the examples' own order."""
+    order = np.argsort(lengths, kind="stable")
+    outputs = [
+        run(order[start : start + batch_size]).float().cpu().numpy()
+        for start in range(0, len(order), batch_size)
+    ]
+    result = np.empty((len(order), outputs[0].shape[1]), dtype=np.float32)
+    result[order] = np.concatenate(outputs)
+    return result
+
+
 def predict(head: Head, features: SplitFeatures, genome: Genome, cfg: TrainConfig) -> np.ndarray:
     """Head outputs for every example of a split, in the split's order."""
     head.eval()
     stores = inputs_for(features, genome)
-    order = np.argsort(example_lengths(stores), kind="stable")
-    outputs: list[np.ndarray] = []
     with torch.inference_mode():
-        for start in range(0, len(order), cfg.eval_batch_size):
-            batch = order[start : start + cfg.eval_batch_size]
-            outputs.append(
-                head(*head_inputs(stores, genome, batch, cfg.device)).float().cpu().numpy()
-            )
-    result = np.empty((len(order), outputs[0].shape[1]), dtype=np.float32)
-    result[order] = np.concatenate(outputs)
-    return result
+        return in_length_order(
+            example_lengths(stores),
+            cfg.eval_batch_size,
+            lambda batch: head(*head_inputs(stores, genome, batch, cfg.device)),
+        )
 
 
 def _loss(task: Task, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -232,7 +247,7 @@ def fit(
         weight_decay=job.head.genome.weight_decay,
         fused=device.type in ("cpu", "cuda"),  # one kernel: 4x faster step
     )
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp or "")
+    amp_dtype = cfg.amp_dtype
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     labels = torch.from_numpy(train_labels)
     # Regression trains on standardised targets (one scale for every task and learning
