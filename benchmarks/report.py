@@ -96,6 +96,56 @@ def export_table(data: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def ceiling_table(data: dict[str, Any]) -> str:
+    names = ["Q, K, V (one fused product)", "attention output", "FFN in", "FFN out",
+             "QK^T, every head", "PV, every head"]  # fmt: skip
+    rows = [
+        "| product, per layer | shape | PyTorch ms | ORT fp32 ms | ORT int8 ms | GFLOP/s: PyTorch / fp32 / int8 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in [
+        *zip(names, data["products"], strict=True),
+        ("peak: 2048^3", data["peak_2048"]),
+    ]:
+        ms, g = r["ms"], r["gflops_per_s"]
+        rows.append(
+            f"| {name} | {'x'.join(map(str, r['shape']))} | {ms['pytorch']:.3f} | {ms['ort-fp32']:.3f} | "
+            f"{ms['ort-int8']:.3f} | {g['pytorch']:.0f} / {g['ort-fp32']:.0f} / {g['ort-int8']:.0f} |"
+        )
+    t, ceil, rest = data["products_ms"], data["ceiling_vs_eager"], data["rest_budget_ms"]
+    eager = max(data["pytorch_eager_encoder_ms"])
+    rows += [
+        "",
+        "| | ORT fp32 | ORT int8 |",
+        "|---|---|---|",
+        f"| all products, {data['layers']} layers (ms) | {t['ort-fp32']:.2f} | {t['ort-int8']:.2f} |",
+        f"| PyTorch eager, whole encoder (ms) | {eager:.2f} | {eager:.2f} |",
+        f"| **ceiling** = eager / products | **{ceil['ort-fp32']:.2f}x** | **{ceil['ort-int8']:.2f}x** |",
+        f"| target | {data['targets_vs_eager']['ort-fp32']:.0f}x | {data['targets_vs_eager']['ort-int8']:.0f}x |",
+        f"| time the target leaves for all other work (ms) | {rest['ort-fp32']:.2f} | {rest['ort-int8']:.2f} |",
+    ]
+    sln = data.get("skip_layer_norm")
+    if sln:
+        rows += [
+            "",
+            f"Residual add + LayerNorm of one {'x'.join(map(str, sln['shape']))} activation: "
+            f"PyTorch {1e3 * sln['pytorch_ms']:.0f} us, ORT SkipLayerNormalization "
+            f"{1e3 * sln['ort_ms']:.0f} us.",
+        ]
+    prof = data.get("profile")
+    if prof:
+        rows += [
+            "",
+            f"Where an exported model's time goes (`{prof['head']}`, ORT profiler, ms per run):",
+            "",
+        ]
+        rows += ["| variant | total | largest operators |", "|---|---|---|"]
+        for variant, ops in prof["ms_by_op"].items():
+            top = ", ".join(f"{op} {ms:.2f}" for op, ms in list(ops.items())[:5])
+            rows.append(f"| {variant} | {sum(ops.values()):.2f} | {top} |")
+    return "\n".join(rows)
+
+
 def gpu_table(data: dict[str, Any]) -> str:
     rows = [
         f"GPU: {data['gpu']}, torch {data['torch']} (CUDA {data['cuda']}), model: {data['model']}",
@@ -147,6 +197,7 @@ def main() -> None:
         ("search_quality", quality_table),
         ("search_speed", speed_table),
         ("export_speed", export_table),
+        ("cpu_ceiling", ceiling_table),
         ("gpu_check", gpu_table),
         ("finetune_cost", finetune_table),
         ("ray_overhead", ray_table),
