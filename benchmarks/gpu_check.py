@@ -4,6 +4,7 @@ Run through ``benchmarks/gpu_check.sh`` on a machine with a CUDA GPU. Writes
 ``OUT/gpu_check.json`` after each part, so a run cut short still reports what it did.
 
     python benchmarks/gpu_check.py --out runs/gpu-check [--model DIR] [--data-dir DIR]
+    python benchmarks/gpu_check.py --pack-fp16 SRC DST     # model folder -> fp16 copy to carry
     python benchmarks/gpu_check.py --unpack-fp16 SRC DST   # carried fp16 weights -> fp32 folder
 """
 
@@ -24,6 +25,19 @@ from moohead.front import read_front
 from moohead.measure import measure_latency
 from moohead.rundir import load_run_head
 from moohead.search import run_search
+
+
+def pack_fp16(src: Path, dst: Path) -> None:
+    """A copy of a model folder with fp16 weights: half the bytes, to fit a transfer."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.safetensors"))
+    state = load_file(src / "model.safetensors")
+    save_file(
+        {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()},
+        dst / "model.safetensors",
+        metadata={"format": "pt"},
+    )
 
 
 def unpack_fp16(src: Path, dst: Path) -> None:
@@ -103,13 +117,14 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/gpu-check"))
     p.add_argument("--model", default=None)
     p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--pack-fp16", nargs=2, type=Path, metavar=("SRC", "DST"))
     p.add_argument("--unpack-fp16", nargs=2, type=Path, metavar=("SRC", "DST"))
     p.add_argument(
         "--determinism", action="store_true", help="only: the same small search twice, compared"
     )
     args = p.parse_args()
-    if args.unpack_fp16:
-        unpack_fp16(*args.unpack_fp16)
+    if args.pack_fp16 or args.unpack_fp16:
+        (pack_fp16 if args.pack_fp16 else unpack_fp16)(*(args.pack_fp16 or args.unpack_fp16))
         return
     if not torch.cuda.is_available():
         raise SystemExit("gpu_check needs a CUDA GPU")

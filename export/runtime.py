@@ -68,10 +68,30 @@ def providers_for(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def load_cuda_libraries(ort: Any) -> None:
+    """Load CUDA and cuDNN from the ``nvidia-*`` pip packages where nothing loaded them yet.
+
+    A torch-free deployment (``pip install onnxruntime-gpu[cuda,cudnn]``) has them only
+    there, off the loader's path; with torch imported first they are loaded already and
+    this does nothing. ORT's helper reports problems on stdout, which would corrupt
+    ``predict --json``, so its messages go to stderr.
+    """
+    import contextlib
+    import sys
+
+    if not hasattr(ort, "preload_dlls"):  # onnxruntime-gpu < 1.21: the loader path only
+        return
+    # A library that fails to load is named again when the session is created.
+    with contextlib.redirect_stdout(sys.stderr), contextlib.suppress(OSError):
+        ort.preload_dlls()
+
+
 def make_session(path: Path, providers: list[str], threads: int | None = None) -> Any:
     """An ORT session with all graph optimisations and, on CPU, a fixed thread count."""
     import onnxruntime as ort
 
+    if providers[0] == "CUDAExecutionProvider":
+        load_cuda_libraries(ort)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # warnings about unused initialisers are noise to users

@@ -114,3 +114,33 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
         raise SystemExit(0)
     out, err = capsys.readouterr()
     return int(exc.value.code or 0), out, err
+
+
+def finished_search(root: Path) -> Path:
+    """A finished search on synthetic sst2 (tiny encoder, max length 24) with a recorded
+    pick: the run folder the export tests export from."""
+    from moohead.cli.main import main
+
+    from moohead.config import SearchConfig
+    from moohead.search import run_search
+
+    encoder = save_tiny_encoder(root / "encoder")
+    write_synthetic_task(root / "glue", "sst2", n_train=200, n_val=64)
+    cfg = SearchConfig(
+        task="sst2",
+        model=str(encoder),
+        data_dir=root / "glue",
+        out=root / "run",
+        population=4,
+        generations=2,
+        max_train=None,
+        cache_dir=root / "cache",
+        max_length=24,
+        reference_length=16,
+        max_epochs=3,
+        latency_runs=3,
+        objectives=("score", "flops"),
+    )
+    run_search(cfg)
+    main(["pick", str(cfg.out), "--knee"])
+    return cfg.out

@@ -10,47 +10,25 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import run_cli, save_tiny_encoder, write_synthetic_task
-from moohead.cli.main import main
+from conftest import finished_search, run_cli
+from moohead.export.bench import bench_feeds, io_binding
 from moohead.export.config import ExportConfig
 from moohead.export.onnx_export import export_onnx
 from moohead.export.pipeline import export_run
 from moohead.export.runtime import OnnxClassifier, make_session
 from moohead.export.validate import ParityError, logit_parity
 
-from moohead.config import SearchConfig
 from moohead.encoder import load_encoder, truncate
 from moohead.front import read_front
 from moohead.fused import FusedModel
 from moohead.genome import baseline
 from moohead.heads import build_head
-from moohead.search import run_search
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished search on synthetic sst2 with a recorded pick."""
-    root = tmp_path_factory.mktemp("export-run")
-    encoder = save_tiny_encoder(root / "encoder")
-    write_synthetic_task(root / "glue", "sst2", n_train=200, n_val=64)
-    cfg = SearchConfig(
-        task="sst2",
-        model=str(encoder),
-        data_dir=root / "glue",
-        out=root / "run",
-        population=4,
-        generations=2,
-        max_train=None,
-        cache_dir=root / "cache",
-        max_length=24,
-        reference_length=16,
-        max_epochs=3,
-        latency_runs=3,
-        objectives=("score", "flops"),
-    )
-    run_search(cfg)
-    main(["pick", str(cfg.out), "--knee"])
-    return cfg.out
+    return finished_search(tmp_path_factory.mktemp("export-run"))
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +175,19 @@ def test_bench_times_every_runtime(
         assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] and r["runs"] >= 3
         assert r["gflops_per_s"] > 0
     assert "onnx-int8" in stdout and "GFLOP/s" in stdout
+
+
+def test_io_binding_runs_what_session_run_runs(model_dir: Path) -> None:
+    """The GPU benchmark's binding code, bound to the CPU: same logits as a plain run, and
+    the binding can be run again and again (the timed loop reuses it)."""
+    session = make_session(model_dir / "model.onnx", ["CPUExecutionProvider"])
+    feeds = bench_feeds([i.name for i in session.get_inputs()], 50, batch=3, length=8)
+    binding = io_binding(session, feeds, "cpu")
+    expected = session.run(None, feeds)[0]
+    for _ in range(2):
+        session.run_with_iobinding(binding)
+        np.testing.assert_array_equal(binding.copy_outputs_to_cpu()[0], expected)
+    assert expected.shape == (3, 2)
 
 
 def test_export_refuses_to_overwrite_then_replaces_with_overwrite(
