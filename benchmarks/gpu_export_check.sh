@@ -14,25 +14,9 @@
 # .ortgpu/ were copied to /tmp/ortgpu by earlier calls, and .whl/ and .gpu/ are carried.
 set -euo pipefail
 OUT=${1:-${OUT:-runs/gpu-export-check}}
-PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 WORK=$(mktemp -d)
-if [ -d .whl ] && ! $PY -c "import pymoo, fvcore, moohead" 2>/dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site
-fi
-if ls /tmp/ortgpu/part* >/dev/null 2>&1; then
-  mkdir -p /tmp/ortsite
-  cat /tmp/ortgpu/part* | xz -dc | tar -x -C /tmp/ortsite  # xz checks its own CRC
-  export PYTHONPATH=/tmp/ortsite${PYTHONPATH:+:$PYTHONPATH}
-fi
-MODEL=${MOOHEAD_GPU_MODEL:-}
-DATA=${GLUE_DIR:-../shared/glue}
-if [ -f .gpu/minilm16/model.safetensors ]; then
-  $PY benchmarks/gpu_check.py --unpack-fp16 .gpu/minilm16 /tmp/minilm
-  MODEL=/tmp/minilm
-  DATA=.gpu/glue
-fi
+source benchmarks/gpu_env.sh
 mkdir -p "$OUT"
 $PY -P -c 'import onnxruntime as o; print("onnxruntime", o.__version__, o.__file__, o.get_available_providers())'
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
