@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,9 +35,11 @@ import onnx
 import onnxruntime as ort
 import torch
 from common import write_result
-from moohead.export.bench import bench_feeds
+from moohead.export.bench import bench_feeds, cpu_timer, time_runs
+from moohead.export.config import BenchConfig
 from moohead.export.model_dir import read_manifest
 from moohead.export.optimize import quantize_int8
+from moohead.export.runtime import make_session
 from onnx import TensorProto, helper, numpy_helper
 
 from moohead.encoder import load_encoder
@@ -48,21 +49,15 @@ OPSET = [helper.make_opsetid("", 17)]
 TARGETS = {"ort-fp32": 2.0, "ort-int8": 3.0}
 
 
-def median_ms(fn: Callable[[], Any], min_seconds: float, min_runs: int = 20) -> float:
-    """Median wall time of ``fn`` in milliseconds, after 5 untimed runs."""
-    for _ in range(5):
-        fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+def median_ms(fn: Callable[[], Any], min_seconds: float) -> float:
+    """Median wall time of ``fn`` in milliseconds, timed as ``moohead bench`` times: 5
+    untimed runs, then at least 20 runs and ``min_seconds``."""
+    cfg = BenchConfig(Path(), warmup=5, min_runs=20, min_seconds=min_seconds)
+    return float(np.median(time_runs(fn, cfg, cpu_timer)))
 
 
-def save(graph: onnx.GraphProto, path: Path) -> None:
-    onnx.save(helper.make_model(graph, opset_imports=OPSET, ir_version=9), str(path))
+def save(graph: onnx.GraphProto, path: Path, opsets: list[Any] = OPSET) -> None:
+    onnx.save(helper.make_model(graph, opset_imports=opsets, ir_version=9), str(path))
 
 
 def value(name: str, shape: list[int]) -> onnx.ValueInfoProto:
@@ -90,24 +85,8 @@ def scores_graph(path: Path, heads: int, m: int, k: int, n: int) -> None:
     save(helper.make_graph(nodes, "scores", inputs, [value("Y", [heads, m, n])]), path)
 
 
-def call_graph(path: Path) -> None:
-    """A one-element Identity graph: the fixed cost of a ``session.run`` call by itself."""
-    save(
-        helper.make_graph(
-            [helper.make_node("Identity", ["X"], ["Y"])],
-            "call",
-            [value("X", [1])],
-            [value("Y", [1])],
-        ),
-        path,
-    )
-
-
 def ort_ms(path: Path, shapes: list[list[int]], threads: int, min_seconds: float) -> float:
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    session = make_session(path, ["CPUExecutionProvider"], threads)
     rng = np.random.default_rng(1)
     feeds = {
         i.name: rng.standard_normal(sh).astype(np.float32)
@@ -116,36 +95,44 @@ def ort_ms(path: Path, shapes: list[list[int]], threads: int, min_seconds: float
     return median_ms(lambda: session.run(None, feeds), min_seconds)
 
 
+def call_ms(work: Path, threads: int, min_seconds: float) -> float:
+    """The fixed cost of a ``session.run`` call, from a one-element Identity graph."""
+    path = work / "call.onnx"
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["X"], ["Y"])], "call", [value("X", [1])], [value("Y", [1])]
+    )
+    save(graph, path)
+    return ort_ms(path, [[1]], threads, min_seconds)
+
+
 def product(
-    heads: int, m: int, k: int, n: int, work: Path, threads: int, min_seconds: float
+    heads: int, m: int, k: int, n: int, work: Path, threads: int, min_seconds: float, call: float
 ) -> dict[str, Any]:
     """One product's median time in each runtime, and the rate it reaches.
 
     ``heads == 0`` is a Linear (constant weights, which int8 quantises); otherwise a
     per-head product of two computed tensors, which ORT's quantised attention runs in fp32.
+    ``call``, the fixed cost of a run call, is not the product's and is taken off, so that
+    the sum over the encoder stays a lower bound on any graph's time.
     """
     name = f"mm{heads}x{m}x{k}x{n}"
     fp32 = work / f"{name}.onnx"
     shapes = [[heads, m, k], [heads, k, n]] if heads else [[m, k]]
-    # The fixed cost of a run call is not the product's: take it off, so that the sum over
-    # the encoder stays a lower bound on any graph's time.
-    call_graph(work / "call.onnx")
-    call = ort_ms(work / "call.onnx", [[1]], threads, min_seconds)
     if heads:
         scores_graph(fp32, heads, m, k, n)
         x, z = torch.randn(heads, m, k), torch.randn(heads, k, n)
         with torch.inference_mode():
             eager = median_ms(lambda: torch.bmm(x, z), min_seconds)
-        ort32 = ort_ms(fp32, shapes, threads, min_seconds) - call
-        ort8 = ort32
     else:
         linear_graph(fp32, m, k, n)
-        int8 = work / f"{name}.int8.onnx"
-        quantize_int8(fp32, int8)
         x, w, b = torch.randn(m, k), torch.randn(k, n), torch.zeros(n)
         with torch.inference_mode():
             eager = median_ms(lambda: torch.addmm(b, x, w), min_seconds)
-        ort32 = ort_ms(fp32, shapes, threads, min_seconds) - call
+    ort32 = ort_ms(fp32, shapes, threads, min_seconds) - call
+    ort8 = ort32
+    if not heads:
+        int8 = work / f"{name}.int8.onnx"
+        quantize_int8(fp32, int8)
         ort8 = ort_ms(int8, shapes, threads, min_seconds) - call
     times = {"pytorch": eager, "ort-fp32": ort32, "ort-int8": ort8}
     flops = 2 * max(heads, 1) * m * k * n
@@ -166,8 +153,8 @@ def eager_ms(model: Any, min_seconds: float) -> float:
 
 
 def layer_norm(
-    rows: int, width: int, work: Path, threads: int, min_seconds: float
-) -> dict[str, float]:
+    rows: int, width: int, work: Path, threads: int, min_seconds: float, call: float
+) -> dict[str, Any]:
     """Residual add plus LayerNorm of one ``rows x width`` activation: PyTorch against ORT's
     fused SkipLayerNormalization, which the optimised graphs use after every sub-layer."""
     path = work / "skip_layer_norm.onnx"
@@ -180,12 +167,7 @@ def layer_norm(
     graph = helper.make_graph(
         [node], "sln", [value("X", shape), value("R", shape)], [value("Y", shape)], [gamma, beta]
     )
-    model = helper.make_model(
-        graph, opset_imports=[*OPSET, helper.make_opsetid("com.microsoft", 1)], ir_version=9
-    )
-    onnx.save(model, str(path))
-    call_graph(work / "call.onnx")
-    call = ort_ms(work / "call.onnx", [[1]], threads, min_seconds)
+    save(graph, path, [*OPSET, helper.make_opsetid("com.microsoft", 1)])
     x, r = torch.randn(*shape), torch.randn(*shape)
     norm = torch.nn.LayerNorm(width)
     with torch.inference_mode():
@@ -248,15 +230,16 @@ def main() -> None:
         (nh, TOKENS, h // nh, TOKENS),
         (nh, TOKENS, TOKENS, h // nh),
     ]
+    call = call_ms(work, threads, args.min_seconds)
     products = []
     products_ms = dict.fromkeys(("pytorch", "ort-fp32", "ort-int8"), 0.0)
     for shape in shapes:
-        row = product(*shape, work, threads, args.min_seconds)
+        row = product(*shape, work, threads, args.min_seconds, call)
         products.append(row)
         for r in products_ms:
             products_ms[r] += layers * row["ms"][r]
         print(f"{row['shape']}: {row['ms']} ms, {row['gflops_per_s']} GFLOP/s")
-    peak = product(0, 2048, 2048, 2048, work, threads, args.min_seconds)
+    peak = product(0, 2048, 2048, 2048, work, threads, args.min_seconds, call)
     print(f"2048^3: {peak['gflops_per_s']} GFLOP/s")
     eager_last = eager_ms(model, args.min_seconds)
     # Eager is timed before and after the products; the slower of the two gives the more
@@ -279,7 +262,7 @@ def main() -> None:
         "target_reachable": {r: ceiling[r] >= TARGETS[r] for r in ceiling},
         "products": products,
         "peak_2048": peak,
-        "skip_layer_norm": layer_norm(TOKENS, h, work, threads, args.min_seconds),
+        "skip_layer_norm": layer_norm(TOKENS, h, work, threads, args.min_seconds, call),
     }
     if args.profile:
         doc = read_manifest(args.profile)

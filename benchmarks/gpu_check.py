@@ -27,27 +27,15 @@ from moohead.rundir import load_run_head
 from moohead.search import run_search
 
 
-def pack_fp16(src: Path, dst: Path) -> None:
-    """A copy of a model folder with fp16 weights: half the bytes, to fit a transfer."""
+def convert_weights(src: Path, dst: Path, dtype: torch.dtype) -> None:
+    """A copy of a model folder with its floating-point weights in ``dtype``: fp16 halves
+    the bytes to fit a transfer, and fp32 turns a carried copy back."""
     from safetensors.torch import load_file, save_file
 
     shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.safetensors"))
     state = load_file(src / "model.safetensors")
     save_file(
-        {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()},
-        dst / "model.safetensors",
-        metadata={"format": "pt"},
-    )
-
-
-def unpack_fp16(src: Path, dst: Path) -> None:
-    """A model folder whose weights were carried as fp16 (to fit a transfer), back to fp32."""
-    from safetensors.torch import load_file, save_file
-
-    shutil.copytree(src, dst, dirs_exist_ok=True)
-    state = load_file(src / "model.safetensors")
-    save_file(
-        {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()},
+        {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()},
         dst / "model.safetensors",
         metadata={"format": "pt"},
     )
@@ -124,7 +112,8 @@ def main() -> None:
     )
     args = p.parse_args()
     if args.pack_fp16 or args.unpack_fp16:
-        (pack_fp16 if args.pack_fp16 else unpack_fp16)(*(args.pack_fp16 or args.unpack_fp16))
+        src, dst = args.pack_fp16 or args.unpack_fp16
+        convert_weights(src, dst, torch.float16 if args.pack_fp16 else torch.float32)
         return
     if not torch.cuda.is_available():
         raise SystemExit("gpu_check needs a CUDA GPU")

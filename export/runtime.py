@@ -17,7 +17,10 @@ returns labels with probabilities, or a score for regression tasks.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,16 +71,17 @@ def providers_for(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def load_cuda_libraries(ort: Any) -> None:
-    """Load CUDA and cuDNN from the ``nvidia-*`` pip packages where nothing loaded them yet.
+@functools.cache
+def load_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from the ``nvidia-*`` pip packages where nothing loaded them yet
+    (once per process).
 
     A torch-free deployment (``pip install onnxruntime-gpu[cuda,cudnn]``) has them only
     there, off the loader's path; with torch imported first they are loaded already and
     this does nothing. ORT's helper reports problems on stdout, which would corrupt
     ``predict --json``, so its messages go to stderr.
     """
-    import contextlib
-    import sys
+    import onnxruntime as ort
 
     if not hasattr(ort, "preload_dlls"):  # onnxruntime-gpu < 1.21: the loader path only
         return
@@ -91,7 +95,7 @@ def make_session(path: Path, providers: list[str], threads: int | None = None) -
     import onnxruntime as ort
 
     if providers[0] == "CUDAExecutionProvider":
-        load_cuda_libraries(ort)
+        load_cuda_libraries()
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # warnings about unused initialisers are noise to users

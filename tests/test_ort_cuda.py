@@ -3,6 +3,8 @@
 each path is covered in test_export.py. ``benchmarks/gpu_export_check.sh`` runs these on the
 lent GPU."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import finished_search
@@ -19,7 +21,7 @@ CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ort-cuda")
     run = finished_search(root)
     out = root / "model"
@@ -30,7 +32,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
 
 
 @pytest.mark.parametrize("variant", ["model.onnx", "model_fp16.onnx"])
-def test_cuda_io_binding_matches_cpu(model_dir, variant: str) -> None:  # type: ignore[no-untyped-def]
+def test_cuda_io_binding_matches_cpu(model_dir: Path, variant: str) -> None:
     runner = OrtRunner(model_dir / variant, CUDA, threads=None)
     assert runner.session.get_providers()[0] == "CUDAExecutionProvider"
     feeds = bench_feeds(runner.names, 50, batch=4, length=16)
@@ -44,7 +46,7 @@ def test_cuda_io_binding_matches_cpu(model_dir, variant: str) -> None:  # type: 
     assert (got.argmax(-1) == cpu.argmax(-1)).all()
 
 
-def test_bench_on_cuda_times_every_runtime(model_dir) -> None:  # type: ignore[no-untyped-def]
+def test_bench_on_cuda_times_every_runtime(model_dir: Path) -> None:
     cfg = BenchConfig(model_dir, batch_sizes=(1, 4), seq_lens=(8, 16), device="cuda",
                       warmup=2, min_runs=5, min_seconds=0.1)  # fmt: skip
     report = bench(cfg, log=print)
@@ -54,7 +56,7 @@ def test_bench_on_cuda_times_every_runtime(model_dir) -> None:  # type: ignore[n
     assert all(r["p50_ms"] > 0 for r in report["rows"])
 
 
-def test_serving_on_cuda_prefers_fp16_and_matches_cpu(model_dir) -> None:  # type: ignore[no-untyped-def]
+def test_serving_on_cuda_prefers_fp16_and_matches_cpu(model_dir: Path) -> None:
     texts = ["a gripping, funny film", "a dull and tired mess", "fine"]
     gpu = OnnxClassifier.load(model_dir, device="cuda")
     cpu = OnnxClassifier.load(model_dir, device="cpu")
