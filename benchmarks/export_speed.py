@@ -28,8 +28,8 @@ from moohead.export.bench import bench
 from moohead.export.config import BenchConfig, ExportConfig
 from moohead.export.pipeline import export_run
 
-from moohead.front import read_front
 from moohead.pick import knee_point
+from moohead.rundir import RunDir
 
 RSS_SCRIPT_ORT = """
 import sys
@@ -42,10 +42,10 @@ RSS_SCRIPT_TORCH = """
 import sys, csv
 from pathlib import Path
 import torch
-from moohead.front import read_front
-from moohead.rundir import load_run_head
+from moohead.rundir import RunDir
+from moohead.runhead import load_run_head
 run, head_id, path = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-doc = read_front(run)
+doc = RunDir(run).read_front()
 entry = next(e for e in [*doc["front"], doc["baseline"]] if e["id"] == head_id)
 rh = load_run_head(run, entry)
 texts = [r["sentence"] for r in csv.DictReader(open(path), delimiter="\\t")]
@@ -83,7 +83,7 @@ def main() -> None:
     p.add_argument("--run", type=Path, default=ROOT / "runs" / "bench-quality" / "sst2")
     p.add_argument("--min-seconds", type=float, default=2.0)
     args = p.parse_args()
-    front = read_front(args.run)
+    front = RunDir(args.run).read_front()
     heads = {"knee": knee_point(front["front"]), "baseline": front["baseline"]}
     work = Path(tempfile.mkdtemp(prefix="moohead-export-"))
     validation = glue_dir() / "sst2" / "validation.tsv"

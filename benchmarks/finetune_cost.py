@@ -17,11 +17,12 @@ from common import glue_dir, write_result
 
 from moohead.data import load_split, search_splits
 from moohead.encoder import load_encoder
-from moohead.finetune import finetune_head
+from moohead.fidelity import SearchData
+from moohead.finetune import finetune_config, finetune_head
 from moohead.genome import baseline
 from moohead.tasks import GLUE_TASKS
 from moohead.tokens import tokenize_split
-from moohead.train import TrainConfig, finetune_config
+from moohead.train import TrainConfig
 
 
 def main() -> None:
@@ -46,7 +47,8 @@ def main() -> None:
         ("2 layers", replace(baseline(6, 1e-3), depth=2)),
     ):
         start = time.perf_counter()
-        result = finetune_head(genome, task, encoder, info, train_t, val_t, cfg, seed=0)
+        data = SearchData(task, encoder, info, train_t, val_t)
+        result = finetune_head(genome, data, cfg, seed=0)
         seconds = time.perf_counter() - start
         rows[name] = {
             "seconds": round(seconds, 1),

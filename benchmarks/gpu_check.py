@@ -21,9 +21,9 @@ import torch
 
 from moohead.config import SearchConfig
 from moohead.files import atomic_write_json, package_versions
-from moohead.front import read_front
 from moohead.measure import measure_latency
-from moohead.rundir import load_run_head
+from moohead.rundir import RunDir
+from moohead.runhead import load_run_head
 from moohead.search import run_search
 
 
@@ -70,7 +70,7 @@ def summary(doc: dict[str, Any], out: Path, seconds: float) -> dict[str, Any]:
 
 def eager_latency(run_dir: Path, lengths: tuple[int, ...] = (16, 128)) -> dict[str, float]:
     """PyTorch eager latency of the run's baseline fused model, CUDA events, batch 1 and 32."""
-    doc = read_front(run_dir)
+    doc = RunDir(run_dir).read_front()
     model = load_run_head(run_dir, doc["baseline"]).model.cuda()
     from moohead.fused import reference_inputs
 

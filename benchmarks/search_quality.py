@@ -25,9 +25,11 @@ import numpy as np
 from common import RESULTS, glue_dir, write_result
 
 from moohead.config import SearchConfig
+from moohead.fidelity import score_model
+from moohead.fused import ModelFactory
 from moohead.genome import Genome
-from moohead.search import prepare, run_search, train_config
-from moohead.train import score_splits, train_head
+from moohead.search import run_search
+from moohead.workspace import prepare
 
 SEEDS = (11, 22, 33)
 
@@ -42,24 +44,17 @@ def pick(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def retrain(cfg: SearchConfig, chosen: dict[str, dict[str, Any]]) -> dict[str, Any]:
     ws = prepare(cfg)
-    tcfg = train_config(ws)
+    tcfg = ws.train_config()
+    models = ModelFactory(ws.data.encoder, ws.data.info, ws.data.task.num_labels, ws.device)
     out: dict[str, Any] = {}
     for name, entry in chosen.items():
         genome = Genome.from_dict(entry["genome"])
         scores = []
         for seed in SEEDS:
-            result = train_head(
-                genome,
-                ws.data.task,
-                ws.data.info.hidden_size,
-                ws.data.train,
-                ws.data.val,
-                tcfg,
-                seed,
-            )
-            scores.append(
-                score_splits(ws.data.task, result.head, genome, ws.validation, tcfg)["score"]
-            )
+            result = ws.fidelity.train(genome, ws.data, tcfg, seed)
+            model = models.fused(genome, result.head)
+            scored = score_model(ws.fidelity, ws.data.task, model, genome, ws.validation, tcfg)
+            scores.append(scored["score"])
         out[name] = {
             "id": entry["id"],
             "summary": entry["summary"],

@@ -6,28 +6,38 @@ from pathlib import Path
 from typing import Any
 
 import click
+from moohead.export.config import BenchConfig, parse_ints
+
+from moohead.config import DEVICES
+
+D = BenchConfig(model_dir=Path())  # every default below is the config's own
 
 
 @click.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option(
-    "--batch-sizes", default="1,8,32", show_default=True, help="Comma-separated batch sizes."
+    "--batch-sizes",
+    default=",".join(map(str, D.batch_sizes)),
+    show_default=True,
+    help="Comma-separated batch sizes.",
 )
 @click.option(
-    "--seq-lens", default="16,64,128", show_default=True, help="Comma-separated lengths (tokens)."
+    "--seq-lens",
+    default=",".join(map(str, D.seq_lens)),
+    show_default=True,
+    help="Comma-separated lengths (tokens).",
 )
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
+@click.option("--device", type=click.Choice(DEVICES), default=D.device, show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads (default: all cores).")
 @click.option(
     "--runs",
+    "min_runs",
     type=int,
-    default=20,
+    default=D.min_runs,
     show_default=True,
     help="Timed runs at least (and 1 s at least).",
 )
-@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed runs first.")
+@click.option("--warmup", type=int, default=D.warmup, show_default=True, help="Untimed runs first.")
 @click.option("--no-torch", is_flag=True, help="Time the ONNX variants only.")
 @click.option(
     "--json",
@@ -37,32 +47,19 @@ import click
     help="Also write the results here.",
 )
 def bench(
-    model_dir: Path,
-    batch_sizes: str,
-    seq_lens: str,
-    device: str,
-    threads: int | None,
-    runs: int,
-    warmup: int,
-    no_torch: bool,
-    json_path: Path | None,
+    batch_sizes: str, seq_lens: str, no_torch: bool, json_path: Path | None, **options: Any
 ) -> None:
     """Benchmark MODEL_DIR: p50/p95/p99 latency and throughput per batch size and length."""
     from moohead.export.bench import bench as run_bench
-    from moohead.export.config import BenchConfig, parse_ints
     from rich.console import Console
 
     from moohead.files import atomic_write_json
 
     cfg = BenchConfig(
-        model_dir,
-        parse_ints(batch_sizes, "--batch-sizes"),
-        parse_ints(seq_lens, "--seq-lens"),
-        device=device,
-        warmup=warmup,
-        min_runs=runs,
-        threads=threads,
+        batch_sizes=parse_ints(batch_sizes, "--batch-sizes"),
+        seq_lens=parse_ints(seq_lens, "--seq-lens"),
         torch=not no_torch,
+        **options,  # the other options are BenchConfig fields of the same name
     )
     report = run_bench(cfg, log=lambda line: None)
     Console().print(bench_table(report))

@@ -10,12 +10,14 @@ import click
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print front.json instead of a table.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the front document (JSON) instead of a table."
+)
 def front(run_dir: Path, as_json: bool) -> None:
     """Show the Pareto front of RUN_DIR with the baseline row."""
-    from moohead.front import read_front
+    from moohead.rundir import RunDir
 
-    doc = read_front(run_dir)
+    doc = RunDir(run_dir).read_front()
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
@@ -29,6 +31,6 @@ def front(run_dir: Path, as_json: bool) -> None:
         console.print(
             f"{doc['failed']} of {doc['evaluations']} evaluations failed"
             + (f": {reasons}" if reasons else "")
-            + " (details in archive.jsonl)",
+            + f" (details in {RunDir(run_dir).archive.path})",
             highlight=False,
         )

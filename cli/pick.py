@@ -34,9 +34,16 @@ def pick(
 
     from moohead.pick import PickConfig
     from moohead.pick import pick as run_pick
+    from moohead.rundir import RunDir
 
-    cfg = PickConfig(knee, head_id, max_latency_ms, max_flops, min_score)
+    cfg = PickConfig(
+        knee=knee,
+        id=head_id,
+        max_latency_ms=max_latency_ms,
+        max_flops=max_flops,
+        min_score=min_score,
+    )
     record = run_pick(run_dir, cfg)
     console = Console()
     console.print(pick_table(record))
-    console.print(f"recorded in {run_dir / 'pick.json'}")
+    console.print(f"recorded in {RunDir(run_dir).pick_path}")

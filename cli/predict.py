@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from moohead.config import DEVICES
 from moohead.errors import MooheadError
 
 
@@ -85,9 +86,7 @@ def check_texts(texts: list[Any]) -> None:
     default=None,
     help="ONNX variant (default: the fastest exported for the device).",
 )
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option(
     "--json", "as_json", is_flag=True, help="One JSON object per input instead of a table."

@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from moohead.evaluate import Evaluation
-from moohead.search import GenerationStats, Reporter
+from moohead.evaluation import Evaluation
+from moohead.progress import GenerationStats, Reporter
 
 
 class RichReporter(Reporter):

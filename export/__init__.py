@@ -1,4 +1,2 @@
-"""ONNX export, validation, ORT optimisation and runtime (installed as ``moohead.export``).
-
-Filled in by the export issue; the package exists so the layout is fixed from the start.
-"""
+"""ONNX export, the parity gate, ORT optimisation and quantisation, benchmarks, and the
+torch-free ONNX Runtime runtime (installed as ``moohead.export``)."""

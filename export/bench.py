@@ -114,13 +114,13 @@ class TorchRunner:
     def __init__(self, model_dir: Path, doc: dict[str, Any], cuda: bool) -> None:
         import torch
 
-        from moohead.front import read_front, with_refined
         from moohead.pick import PickConfig, choose
-        from moohead.rundir import load_run_head
+        from moohead.rundir import RunDir
+        from moohead.runhead import load_run_head
 
         source = doc.get("source") or {}
         run_dir = Path(source.get("run_dir", ""))
-        front = with_refined(run_dir, read_front(run_dir))
+        front = RunDir(run_dir).read_front_refined()
         if source.get("id") is None:
             raise MooheadError(f"{model_dir}/moohead.json names no source head; export again")
         entry = choose(front, PickConfig(id=int(source["id"])))

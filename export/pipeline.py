@@ -8,7 +8,6 @@ that passed.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -31,29 +30,28 @@ from moohead.export.validate import ValidationRun, validate_onnx
 from moohead.data import load_split
 from moohead.errors import MooheadError
 from moohead.files import atomic_write_json, package_versions
-from moohead.front import read_front, with_refined
-from moohead.pick import PICK_FILE, PickConfig, choose
-from moohead.rundir import RunHead, load_run_head, run_data_dir
+from moohead.pick import PickConfig, choose
+from moohead.rundir import RunDir, run_data_dir
+from moohead.runhead import RunHead, load_run_head
 
 Log = Callable[[str], None]
 
 
 def chosen_entry(run_dir: Path, cfg: ExportConfig) -> tuple[dict[str, Any], str]:
     """The head to export: ``--id``, ``--knee``, or the pick recorded by ``moohead pick``."""
-    doc = with_refined(run_dir, read_front(run_dir))
+    run = RunDir(run_dir)
+    doc = run.read_front_refined()
     if cfg.id is not None or cfg.knee:
         rule = PickConfig(knee=cfg.knee, id=cfg.id)
         return choose(doc, rule), rule.rule()
-    pick_path = run_dir / PICK_FILE
-    if not pick_path.is_file():
-        raise MooheadError(
-            f"{run_dir} has no recorded pick; run moohead pick {run_dir} --knee, or pass --id N or --knee"
-        )
+    pick = run.read_pick()
     try:
-        pick = json.loads(pick_path.read_text(encoding="utf-8"))
-        return choose(doc, PickConfig(id=int(pick["id"]))), f"pick.json ({pick['rule']})"
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise MooheadError(f"{pick_path} is corrupted ({exc}); run moohead pick again") from exc
+        pick_id = int(pick["id"])
+    except (TypeError, ValueError) as exc:
+        raise MooheadError(
+            f"the recorded pick of {run_dir} is corrupted ({exc}); run moohead pick again"
+        ) from exc
+    return choose(doc, PickConfig(id=pick_id)), f"recorded pick ({pick['rule']})"
 
 
 def _validation_splits(rh: RunHead, data_dir: Path | None) -> dict[str, Any]:

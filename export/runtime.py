@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from moohead.export.model_dir import TOKENIZER_FILE, read_manifest, variant_path
 
+from moohead.config import DEVICES
 from moohead.errors import MooheadError
 
 Text = str | tuple[str, str]
@@ -61,8 +62,8 @@ def cuda_available() -> bool:
 
 def providers_for(device: str) -> list[str]:
     """ORT execution providers for ``auto``, ``cpu`` or ``cuda``."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise MooheadError(f"--device must be auto, cpu or cuda, not {device!r}")
+    if device not in DEVICES:
+        raise MooheadError(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
     gpu = cuda_available()
     if device == "cuda" and not gpu:
         raise MooheadError("--device cuda, but ONNX Runtime finds no usable GPU; use --device cpu")

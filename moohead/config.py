@@ -9,9 +9,11 @@ from typing import Any
 
 from moohead.errors import MooheadError
 
+# The one list of each choice: the CLI, validation and the registries read these.
 OBJECTIVES = ("score", "flops", "latency")
 DEVICES = ("auto", "cpu", "cuda")
-FIDELITIES = ("frozen", "finetune")
+FIDELITIES = ("frozen", "finetune")  # each registered in fidelity.FIDELITY_CLASSES
+EXECUTORS = ("local", "ray")
 
 
 def default_cache_dir() -> Path:
@@ -106,14 +108,13 @@ class SearchConfig:
             ),
             (0 < self.lr_encoder < 1, f"--lr-encoder must be in (0, 1), got {self.lr_encoder}"),
             (
-                self.executor in ("local", "ray"),
-                f"--executor must be local or ray, got {self.executor!r}",
+                self.executor in EXECUTORS,
+                f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}",
             ),
             (self.gpus_per_eval >= 0, f"--gpus-per-eval must be >= 0, got {self.gpus_per_eval}"),
-            (
-                self.max_epochs >= 1 and self.patience >= 1,
-                "max_epochs and patience must be at least 1",
-            ),
+            (self.max_epochs >= 1, f"--max-epochs must be at least 1, got {self.max_epochs}"),
+            (self.patience >= 1, f"--patience must be at least 1, got {self.patience}"),
+            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -141,6 +142,37 @@ class SearchConfig:
             d[key] = None if d[key] is None else str(d[key])
         d["objectives"] = list(self.objectives)
         return d
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """How to refine a run.
+
+    Attributes:
+        run_dir: A finished run.
+        top: How many front heads to fine-tune (best search-val score first).
+        max_epochs: Fine-tuning epochs per head (early stopping may end sooner).
+        patience: Epochs without search-val improvement before stopping.
+        lr_encoder: Encoder learning rate (the head keeps its genome's).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        data_dir: The task's data (default: the run's ``--data-dir``).
+    """
+
+    run_dir: Path
+    top: int = 3
+    max_epochs: int = 3
+    patience: int = 1
+    lr_encoder: float = 2e-5
+    device: str = "auto"
+    data_dir: Path | None = None
+
+    def validate(self) -> None:
+        if self.top < 1:
+            raise MooheadError(f"--top must be at least 1, got {self.top}")
+        if self.max_epochs < 1 or self.patience < 1:
+            raise MooheadError("--max-epochs and --patience must be at least 1")
+        if not 0 < self.lr_encoder < 1:
+            raise MooheadError(f"--lr-encoder must be in (0, 1), got {self.lr_encoder}")
 
 
 def deterministic_cuda() -> None:

@@ -13,21 +13,20 @@ failed.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import torch
 
 from moohead.errors import MooheadError
-from moohead.features import FeatureStore, SplitFeatures
+from moohead.fidelity import SearchData, get_fidelity
+from moohead.fused import trained_state
 from moohead.genome import Genome
 from moohead.heads import build_head
 from moohead.tasks import Task
-from moohead.tokens import TokenSplit
-from moohead.train import TrainConfig, TrainResult, state_dict_cpu
-
-EXECUTORS = ("local", "ray")
+from moohead.train import TrainConfig, TrainResult
+from moohead.trainer import Outcome, genome_seed
 
 
 @dataclass(frozen=True)
@@ -48,73 +47,63 @@ class RayConfig:
     max_retries: int = 2
 
 
-def _split_spec(split: SplitFeatures | TokenSplit, put: Any) -> dict[str, Any]:
-    """What a task needs to open a split: cache paths, or an object-store reference."""
-    if isinstance(split, SplitFeatures):
-        return {"paths": {k: str(s.path) for k, s in split.views.items()}, "labels": split.labels}
-    return {"tokens": put(split)}
+@dataclass(frozen=True)
+class TaskSpec:
+    """What every task of a search shares: the fidelity, the task, the encoder's path, the
+    two search splits as the fidelity ships them, and the training recipe."""
 
-
-def _open_split(spec: dict[str, Any]) -> SplitFeatures | TokenSplit:
-    if "tokens" in spec:
-        import ray
-
-        split: TokenSplit = ray.get(spec["tokens"])
-        return split
-    from pathlib import Path
-
-    views = {k: FeatureStore.open(Path(p)) for k, p in spec["paths"].items()}
-    return SplitFeatures(views, np.asarray(spec["labels"]))
+    fidelity: str
+    task: Task
+    encoder_path: str
+    train: Any
+    val: Any
+    cfg: TrainConfig
+    threads: int
 
 
 _ENCODERS: dict[str, Any] = {}  # per worker process: the encoder is loaded once
 
 
-def train_task(
-    genome: dict[str, Any],
-    seed: int,
-    task: Task,
-    encoder_path: str,
-    train_spec: dict[str, Any],
-    val_spec: dict[str, Any],
-    cfg: TrainConfig,
-    threads: int,
-) -> dict[str, Any]:
+def train_task(genome: dict[str, Any], seed: int, spec: TaskSpec) -> dict[str, Any]:
     """Train one genome (in a Ray worker); return its metrics and weights on the CPU."""
     from moohead.encoder import load_encoder
-    from moohead.evaluate import train_genome
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(spec.threads)
+    cfg = spec.cfg
     if cfg.device == "cuda" and not torch.cuda.is_available():
         cfg = replace(cfg, device="cpu", amp=None)
-    train, val = _open_split(train_spec), _open_split(val_spec)
-    g = Genome.from_dict(genome)
-    if encoder_path not in _ENCODERS:
-        _ENCODERS[encoder_path] = load_encoder(encoder_path)
-    encoder, _, info = _ENCODERS[encoder_path]
-    if isinstance(train, TokenSplit):  # fine-tuning runs the encoder; frozen heads do not
+    fidelity = get_fidelity(spec.fidelity)
+    if spec.encoder_path not in _ENCODERS:
+        _ENCODERS[spec.encoder_path] = load_encoder(spec.encoder_path)
+    encoder, _, info = _ENCODERS[spec.encoder_path]
+    if fidelity.runs_encoder:  # fine-tuning runs the encoder; frozen heads do not
         encoder.to(cfg.device)
-    result = train_genome(g, task, encoder, info, train, val, cfg, seed)
+    data = SearchData(
+        spec.task, encoder, info, fidelity.receive(spec.train), fidelity.receive(spec.val)
+    )
+    result = fidelity.train(Genome.from_dict(genome), data, cfg, seed)
     return {
         "metrics": result.metrics,
         "epochs": result.epochs,
         "seconds": result.seconds,
-        "head": state_dict_cpu(result.head),
-        "encoder": None if result.encoder is None else state_dict_cpu(result.encoder),
+        "head": trained_state(result.head),
+        "encoder": None if result.encoder is None else trained_state(result.encoder),
     }
 
 
-class RayExecutor:
-    """Submits training tasks to Ray and turns their answers back into TrainResults."""
+class RayTrainer:
+    """Starts one Ray task per new genome and turns their answers back into TrainResults."""
 
-    def __init__(self, cfg: RayConfig) -> None:
+    def __init__(
+        self, cfg: RayConfig, fidelity: str, data: SearchData, train_cfg: TrainConfig, seed: int
+    ) -> None:
         try:
             import ray
         except ImportError:
             raise MooheadError(
                 "--executor ray needs Ray: pip install 'moohead[ray]' (or pip install ray)"
             ) from None
-        self.ray, self.cfg = ray, cfg
+        self.ray, self.cfg, self.data, self.seed = ray, cfg, data, seed
         if not ray.is_initialized():
             try:
                 if cfg.address:
@@ -126,39 +115,30 @@ class RayExecutor:
                 raise MooheadError(f"cannot start Ray at {where}: {exc}".splitlines()[0]) from exc
         self.gpus = cfg.gpus_per_eval if ray.cluster_resources().get("GPU", 0) > 0 else 0
         self.remote = ray.remote(train_task)
-        self._specs: dict[int, Any] = {}
+        self.device = train_cfg.device  # where results are used (the driver)
+        ship = get_fidelity(fidelity).ship
+        # The search's data goes to the object store (or is named by path) once.
+        self.spec = TaskSpec(
+            fidelity=fidelity,
+            task=data.task,
+            encoder_path=data.info.path,
+            train=ship(data.train, ray.put),
+            val=ship(data.val, ray.put),
+            cfg=replace(train_cfg, device="cuda") if self.gpus else train_cfg,
+            threads=cfg.cpus_per_eval,
+        )
 
-    def submit(self, evaluator: Any, genomes: list[Genome]) -> list[Any]:
-        """Start one task per genome; returns handles in the same order."""
-        data = evaluator.data
-        key = id(data)
-        if key not in self._specs:  # put the search's data in the object store once
-            self._specs = {
-                key: (_split_spec(data.train, self.ray.put), _split_spec(data.val, self.ray.put))
-            }
-        train_spec, val_spec = self._specs[key]
-        cfg = evaluator.train_cfg
-        if self.gpus:
-            cfg = replace(cfg, device="cuda")
+    def train(self, genomes: list[Genome]) -> Iterator[Outcome]:
+        """Start every genome's task now; the outcomes come back in order as asked for."""
         options = {"num_cpus": self.cfg.cpus_per_eval, "num_gpus": self.gpus,
                    "max_retries": self.cfg.max_retries, "retry_exceptions": False}  # fmt: skip
-        from moohead.evaluate import genome_seed
-
-        return [
-            self.remote.options(**options).remote(
-                g.to_dict(),
-                genome_seed(evaluator.seed, g),
-                data.task,
-                data.info.path,
-                train_spec,
-                val_spec,
-                cfg,
-                self.cfg.cpus_per_eval,
-            )
+        handles = [
+            self.remote.options(**options).remote(g.to_dict(), genome_seed(self.seed, g), self.spec)
             for g in genomes
         ]
+        return (self._outcome(g, h) for g, h in zip(genomes, handles, strict=True))
 
-    def result(self, evaluator: Any, genome: Genome, handle: Any) -> TrainResult | BaseException:
+    def _outcome(self, genome: Genome, handle: Any) -> Outcome:
         """The task's TrainResult, or the exception that stands for its failure."""
         from ray.exceptions import RayError, RayTaskError
 
@@ -171,7 +151,7 @@ class RayExecutor:
             return RuntimeError(
                 f"Ray worker died ({type(exc).__name__}); retried {self.cfg.max_retries} times"
             )
-        data = evaluator.data
+        data = self.data
         head = build_head(genome, data.info.hidden_size, data.task.num_labels)
         head.load_state_dict(out["head"])
         encoder = None
@@ -180,5 +160,5 @@ class RayExecutor:
 
             encoder = truncate(data.encoder, genome.depth)
             encoder.load_state_dict(out["encoder"])
-        head.to(evaluator.train_cfg.device).eval()
+        head.to(self.device).eval()
         return TrainResult(head, out["metrics"], out["epochs"], out["seconds"], encoder)

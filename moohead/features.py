@@ -30,6 +30,7 @@ import torch
 
 from moohead.data import Split
 from moohead.encoder import EncoderInfo
+from moohead.genome import Genome
 from moohead.tasks import Task
 
 FORMAT_VERSION = 1
@@ -82,7 +83,7 @@ class FeatureStore:
         """``[n, hidden]`` float32 CLS vector or token mean of hidden state ``index``.
 
         Computed on first use and kept until ``release``: heads that pool CLS or mean with
-        no token mixer train on these instead of on tokens (see ``train.inputs_for``).
+        no token mixer train on these instead of on tokens (see ``frozen.inputs_for``).
         """
         key = (index, how)
         if key not in self._pooled:
@@ -162,6 +163,13 @@ def views_for(task: Task) -> dict[str, tuple[int, ...]]:
     if task.is_pair:
         return {"joint": (0, 1), "a": (0,), "b": (1,)}
     return {"text": (0,)}
+
+
+def read_views(views: Any, genome: Genome) -> list[str]:
+    """The views a genome reads: the sentence, the joint pair, or both sides (siamese)."""
+    if "text" in views:
+        return ["text"]
+    return ["a", "b"] if genome.pair == "siamese" else ["joint"]
 
 
 def cache_key(

@@ -8,30 +8,28 @@ batches of token ids.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from moohead.encoder import EncoderInfo, truncate
-from moohead.features import SplitFeatures
+from moohead.data import Split
+from moohead.encoder import truncate
+from moohead.features import read_views
+from moohead.fidelity import PrepareContext, SearchData
 from moohead.fused import FusedModel
 from moohead.genome import Genome
 from moohead.heads import Head, build_head
-from moohead.metrics import compute_metrics
-from moohead.tasks import Task
-from moohead.tokens import TokenSplit, TokenView
-from moohead.train import TrainConfig, TrainResult, fit, in_length_order, predict
+from moohead.tokens import TokenSplit, TokenView, tokenize_split
+from moohead.train import TrainConfig, TrainResult, fit, in_length_order
 
 
 def token_views(split: TokenSplit, genome: Genome) -> list[TokenView]:
     """The views a genome's fused model reads: the sentence, the joint pair, or both sides."""
-    if "text" in split.views:
-        return [split.views["text"]]
-    names = ["a", "b"] if genome.pair == "siamese" else ["joint"]
-    return [split.views[n] for n in names]
+    return [split.views[n] for n in read_views(split.views, genome)]
 
 
 class FinetuneJob:
@@ -82,40 +80,15 @@ def predict_tokens(model: FusedModel, views: list[TokenView], cfg: TrainConfig) 
         )
 
 
-def score_model(
-    task: Task,
-    model: FusedModel,
-    genome: Genome,
-    splits: Mapping[str, SplitFeatures | TokenSplit],
-    cfg: TrainConfig,
-) -> dict[str, Any]:
-    """Metrics of a trained model on each split, and ``score``, their main scores' mean.
-
-    Cached features are read by the head alone; token ids run the whole fused model (a
-    fine-tuned encoder's features are not in any cache).
-    """
-    per_split = {}
-    for name, split in splits.items():
-        if isinstance(split, TokenSplit):
-            outputs = predict_tokens(model, token_views(split, genome), cfg)
-        else:
-            outputs = predict(model.head, split, genome, cfg)
-        per_split[name] = compute_metrics(task, outputs, split.labels)
-    return {"score": float(np.mean([m["score"] for m in per_split.values()])), "splits": per_split}
-
-
 def finetune_head(
     genome: Genome,
-    task: Task,
-    encoder: Any,
-    info: EncoderInfo,
-    train: TokenSplit,
-    val: TokenSplit,
+    data: SearchData,
     cfg: TrainConfig,
     seed: int,
     head_init: dict[str, torch.Tensor] | None = None,
 ) -> TrainResult:
-    """Train ``encoder[:depth]`` + the genome's head end to end; ``encoder`` is not modified.
+    """Train ``data.encoder[:depth]`` + the genome's head end to end; the encoder is not
+    modified.
 
     ``head_init`` starts the head from trained weights (``moohead refine`` starts from the
     head the frozen search trained) instead of a fresh initialisation.
@@ -126,11 +99,62 @@ def finetune_head(
     start = time.perf_counter()
     torch.manual_seed(seed)  # head init and dropout
     rng = np.random.default_rng(seed)  # batch order
+    info, task = data.info, data.task
     head = build_head(genome, info.hidden_size, task.num_labels)
     if head_init is not None:
         head.load_state_dict(head_init)
-    model = FusedModel(truncate(encoder, genome.depth), head, info.uses_token_type_ids)
+    model = FusedModel(truncate(data.encoder, genome.depth), head, info.uses_token_type_ids)
     model.to(cfg.device)
-    job = FinetuneJob(genome, model, train, val, cfg)
-    metrics, epochs = fit(job, task, train.labels, val.labels, cfg, rng)
+    job = FinetuneJob(genome, model, data.train, data.val, cfg)
+    metrics, epochs = fit(job, task, data.train.labels, data.val.labels, cfg, rng)
     return TrainResult(model.head, metrics, epochs, time.perf_counter() - start, model.encoder)
+
+
+def finetune_config(base: TrainConfig) -> TrainConfig:
+    """The fine-tuning recipe on top of ``base``'s budget: warm-up/decay, clipping, and on a
+    GPU bf16 autocast (fp16 with loss scaling where bf16 is not supported)."""
+    amp = None
+    if torch.device(base.device).type == "cuda":
+        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return replace(
+        base, schedule="linear", clip_norm=1.0, amp=amp, eval_batch_size=base.batch_size * 2
+    )
+
+
+class FinetuneFidelity:
+    """Each genome trains its encoder, cut to the genome's depth, end to end on token ids
+    (the seed paper's protocol; no feature cache)."""
+
+    name = "finetune"
+    runs_encoder = True
+
+    def prepare(self, ctx: PrepareContext, split_name: str, split: Split) -> TokenSplit:
+        return tokenize_split(
+            ctx.tokenizer, ctx.task, split, ctx.cache.max_length, ctx.info.uses_token_type_ids
+        )
+
+    def disk_bytes(self, splits: list[Any]) -> int:
+        return 0
+
+    def train_config(self, base: TrainConfig) -> TrainConfig:
+        return finetune_config(base)
+
+    def train(self, genome: Genome, data: SearchData, cfg: TrainConfig, seed: int) -> TrainResult:
+        return finetune_head(genome, data, cfg, seed)
+
+    def predict(
+        self, model: FusedModel, genome: Genome, split: TokenSplit, cfg: TrainConfig
+    ) -> np.ndarray:
+        return predict_tokens(model, token_views(split, genome), cfg)
+
+    def release(self, split: TokenSplit) -> None:
+        pass  # token ids stay in memory for the whole search
+
+    def ship(self, split: TokenSplit, put: Callable[[Any], Any]) -> dict[str, Any]:
+        return {"tokens": put(split)}  # through the object store: no file to share
+
+    def receive(self, spec: dict[str, Any]) -> TokenSplit:
+        import ray
+
+        split: TokenSplit = ray.get(spec["tokens"])
+        return split

@@ -1,19 +1,21 @@
-"""The Pareto front: non-dominated selection, hypervolume, and ``front.json``."""
+"""The Pareto front: non-dominated selection, hypervolume, and finalising a search.
+
+Everything here is a function over evaluations; measuring (re-timing latency, scoring on
+validation) is injected, so unit tests run it without a model.
+"""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from moohead.errors import MooheadError
-
-FRONT_FILE = "front.json"
-REFINED_FILE = "refined.json"  # written by moohead refine
-REQUIRED_KEYS = ("task", "metric", "baseline", "front")
-
+from moohead.evaluation import Evaluation
+from moohead.genome import Genome, is_baseline_arch
+from moohead.rundir import RunDir
 
 # Latencies closer than this (relative) are a tie: timing noise on a shared machine is
 # a few percent, and a head must not enter the front by being faster by noise alone.
@@ -74,47 +76,153 @@ def normalised_objectives(
 HV_REFERENCE = {"score": 0.0, "flops": 2.0, "latency": 2.0}
 
 
-def read_front(run_dir: Path) -> dict[str, Any]:
-    """Load and check ``RUN_DIR/front.json``."""
-    if not run_dir.is_dir():
+def objective_rows(
+    evals: list[Evaluation], objectives: tuple[str, ...], latency: dict[str, float] | None = None
+) -> np.ndarray:
+    """``[n, m]`` minimised objectives; ``latency`` (by architecture) overrides the archived one."""
+    rows = [
+        [e.objective(o, latency.get(e.genome.arch_key()) if latency else None) for o in objectives]
+        for e in evals
+    ]
+    return np.array(rows, dtype=float).reshape(len(evals), len(objectives))
+
+
+def best_baseline(evaluations: list[Evaluation], num_layers: int) -> Evaluation:
+    """The baseline head at its best learning rate (by search-val score, first on ties)."""
+    candidates = [e for e in evaluations if e.ok and is_baseline_arch(e.genome, num_layers)]
+    if not candidates:
         raise MooheadError(
-            f"run directory {run_dir} does not exist; run moohead evolve --out {run_dir}"
+            "the baseline head failed to train at every learning rate; see the run's archive"
         )
-    path = run_dir / FRONT_FILE
-    if not path.is_file():
-        raise MooheadError(
-            f"{run_dir} has no {FRONT_FILE}: the run has not finished; resume it with "
-            f"moohead evolve --out {run_dir}"
-        )
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MooheadError(
-            f"{path} is corrupted ({exc}); re-run moohead evolve to rebuild it"
-        ) from exc
-    missing = [k for k in REQUIRED_KEYS if not isinstance(doc, dict) or k not in doc]
-    if missing:
-        raise MooheadError(
-            f"{path} lacks {', '.join(missing)}; re-run moohead evolve to rebuild it"
-        )
+    return max(candidates, key=lambda e: (e.score, -e.id))
+
+
+def search_hypervolume(
+    evaluations: list[Evaluation], objectives: tuple[str, ...], base: Evaluation
+) -> float:
+    """Hypervolume of the evaluations' front, costs relative to the baseline's."""
+    assert base.cost is not None
+    rows = [
+        {"score": e.score, "flops": e.cost.flops, "latency": e.cost.latency_ms or 0.0}
+        for e in evaluations
+        if e.ok and e.cost
+    ]
+    base_row = {
+        "score": base.score,
+        "flops": base.cost.flops,
+        "latency": base.cost.latency_ms or 1.0,
+    }
+    F = normalised_objectives(rows, objectives, base_row)
+    ref = np.array([HV_REFERENCE[o] for o in objectives])
+    return hypervolume(F[nondominated(F)], ref)
+
+
+def failure_counts(evaluations: list[Evaluation]) -> dict[str, int]:
+    """Why evaluations failed: reason -> how many (reasons cut to their first clause)."""
+    counts: dict[str, int] = {}
+    for e in evaluations:
+        if not e.ok:
+            reason = (e.reason or "unknown").split(" (")[0][:120]
+            counts[reason] = counts.get(reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def select_front(
+    ok: list[Evaluation],
+    objectives: tuple[str, ...],
+    retime: Callable[[list[Genome]], list[float]],
+    also_time: Evaluation,
+) -> tuple[list[Evaluation], dict[str, float]]:
+    """The front of successful evaluations, with latency re-measured.
+
+    Latency is a measurement: the archived front's candidates (and ``also_time``, the
+    baseline) are re-timed together by ``retime``, so noise cannot pick the front. Of
+    identical objective vectors (same architecture and score) the first evaluated stays.
+
+    Returns:
+        (the front by FLOPs then score, latency in ms by architecture).
+    """
+    tol = tolerances(objectives)
+    candidates = [ok[i] for i in np.flatnonzero(nondominated(objective_rows(ok, objectives), tol))]
+    archs = {e.genome.arch_key(): e.genome for e in [*candidates, also_time]}
+    latency = dict(zip(archs, retime(list(archs.values())), strict=True))
+    rows = objective_rows(candidates, objectives, latency)
+    front, seen = [], set()
+    for e, keep, row in zip(candidates, nondominated(rows, tol), rows, strict=True):
+        if keep and tuple(row) not in seen:
+            seen.add(tuple(row))
+            front.append(e)
+    front.sort(key=lambda e: (e.cost.flops, -e.score))  # type: ignore[union-attr]
+    return front, latency
+
+
+@dataclass
+class FrontSpec:
+    """What finalising a search needs besides its evaluations.
+
+    Attributes:
+        objectives: The search's objectives.
+        num_layers: The encoder's depth (to recognise the baseline).
+        retime: Latencies (ms) of architectures, measured together.
+        validate: Official validation metrics of an evaluation's saved model:
+            ``{"score": ..., "splits": {name: metrics}}``.
+        header: ``front.json``'s descriptive fields (task, metric, encoder, device, ...).
+    """
+
+    objectives: tuple[str, ...]
+    num_layers: int
+    retime: Callable[[list[Genome]], list[float]]
+    validate: Callable[[Evaluation], dict[str, Any]]
+    header: dict[str, Any]
+
+
+def front_document(
+    evaluations: list[Evaluation], history: list[dict[str, Any]], spec: FrontSpec, run: RunDir
+) -> dict[str, Any]:
+    """``front.json``'s document: the baseline and the front, re-scored on validation."""
+    ok = [e for e in evaluations if e.ok]
+    base = best_baseline(evaluations, spec.num_layers)
+    front, latency = select_front(ok, spec.objectives, spec.retime, base)
+
+    def entry(e: Evaluation) -> dict[str, Any]:
+        assert e.cost is not None
+        val = spec.validate(e)
+        return {
+            "id": e.id,
+            "summary": e.genome.describe(),
+            "genome": e.genome.to_dict(),
+            "score": e.score,
+            "validation": val["score"],
+            "search_val_metrics": e.metrics,
+            "validation_metrics": val["splits"],
+            "flops": e.cost.flops,
+            "latency_ms": latency[e.genome.arch_key()],
+            "params": e.cost.params,
+            "head_params": e.cost.head_params,
+            "weights": run.heads.name(e.id),
+        }
+
+    return {
+        **spec.header,
+        "objectives": list(spec.objectives),
+        "evaluations": len(evaluations),
+        "failed": len(evaluations) - len(ok),
+        "failures": failure_counts(evaluations),
+        "baseline": entry(base),
+        "front": [entry(e) for e in front],
+        "history": history,
+    }
+
+
+def finalize(
+    evaluations: list[Evaluation], history: list[dict[str, Any]], spec: FrontSpec, run: RunDir
+) -> dict[str, Any]:
+    """Write ``front.json`` and the plot, then drop the weights of heads off the front."""
+    from moohead.plot import plot_front
+
+    doc = front_document(evaluations, history, spec, run)
+    run.write_front(doc)
+    plot_front(doc, [e.to_record() for e in evaluations], run.plot_path)
+    # Only now that the front is written: the front's and the baseline's weights stay.
+    run.heads.prune({e["id"] for e in [doc["baseline"], *doc["front"]]})
     return doc
-
-
-def with_refined(run_dir: Path, doc: dict[str, Any]) -> dict[str, Any]:
-    """``front.json``'s document with each refined head's entry in place of its frozen one."""
-    path = run_dir / REFINED_FILE
-    if not path.is_file():
-        return doc
-    try:
-        refined = json.loads(path.read_text(encoding="utf-8"))
-        by_id = {e["id"]: e for e in [*refined["refined"], refined["baseline"]]}
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise MooheadError(f"{path} is corrupted ({exc}); run moohead refine again") from exc
-    return replace_entries(doc, by_id)
-
-
-def replace_entries(doc: dict[str, Any], by_id: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    out = dict(doc)
-    out["front"] = [by_id.get(e["id"], e) for e in doc["front"]]
-    out["baseline"] = by_id.get(doc["baseline"]["id"], doc["baseline"])
-    return out

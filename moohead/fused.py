@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 from torch import nn
 
-from moohead.heads import Head
+from moohead.encoder import EncoderInfo, truncate
+from moohead.genome import Genome
+from moohead.heads import Head, build_head
 
 
 class FusedModel(nn.Module):
@@ -49,6 +52,17 @@ class FusedModel(nn.Module):
             states_b, mask_b = self._states(inputs[n:])
             return self.head(states, mask, states_b, mask_b)
         return self.head(states, mask)
+
+
+def trained_state(head: Head, encoder: Any = None) -> dict[str, Any]:
+    """What a trained genome saves, on the CPU: the head alone (frozen fidelity), or the
+    whole fused model's state (``encoder.*`` then ``head.*``) when its encoder was trained."""
+    parts = {"": head} if encoder is None else {"encoder.": encoder, "head.": head}
+    return {
+        prefix + k: v.detach().cpu()
+        for prefix, module in parts.items()
+        for k, v in module.state_dict().items()
+    }
 
 
 def holds_encoder(state: dict[str, Any]) -> bool:
@@ -94,3 +108,39 @@ def reference_inputs(
 
     sides = one_side() + (one_side() if model.siamese else [])
     return tuple(sides)
+
+
+class ModelFactory:
+    """Fused models of genomes on one encoder: cut encoders are built once per depth and
+    shared (they are frozen), heads are built or given."""
+
+    def __init__(self, encoder: Any, info: EncoderInfo, num_labels: int, device: str) -> None:
+        self.encoder, self.info, self.num_labels, self.device = encoder, info, num_labels, device
+        self._cut: dict[int, Any] = {}
+
+    def encoder_at(self, depth: int) -> Any:
+        if depth not in self._cut:
+            self._cut[depth] = truncate(self.encoder, depth).eval()
+        return self._cut[depth]
+
+    def fused(self, genome: Genome, head: Head | None = None) -> FusedModel:
+        """The deployable model of a genome (an untrained head when none is given)."""
+        if head is None:
+            head = build_head(genome, self.info.hidden_size, self.num_labels)
+        return FusedModel(
+            self.encoder_at(genome.depth),
+            head.to(self.device).eval(),
+            self.info.uses_token_type_ids,
+        )
+
+    def trained(self, genome: Genome, state: dict[str, Any]) -> FusedModel:
+        """The model saved weights describe (a fine-tuned encoder included)."""
+        model = self.fused(genome)
+        if holds_encoder(state):  # not into the cut encoder the factory shares
+            model = FusedModel(copy.deepcopy(model.encoder), model.head, model.uses_token_type_ids)
+        load_trained_state(model, state)
+        return model.to(self.device).eval()
+
+    def reference(self, model: FusedModel, length: int) -> tuple[torch.Tensor, ...]:
+        """The batch-1 reference input FLOPs and latency are measured at."""
+        return reference_inputs(model, 1, length, self.device)

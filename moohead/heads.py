@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from moohead.conv import depthwise_conv1d
 from moohead.genome import Genome
 
 NEG_INF = -1e4  # masks padding in max/attention pooling; fp16-safe
@@ -95,47 +96,6 @@ def reader_width(mode: str, k: int, hidden: int) -> int:
 class NoMixer(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return x
-
-
-class _DepthwiseConv1d(torch.autograd.Function):
-    """Depthwise 1-D convolution (stride 1, odd kernel, "same" padding) with a fast backward.
-
-    The forward is ``F.conv1d`` itself. PyTorch's CPU backward of a depthwise convolution is
-    about 15x slower than its forward; here the input gradient is a forward convolution with
-    the flipped kernel and the weight gradient ``kernel`` multiply-reduce passes, so a training
-    step costs about three forwards.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
-    ) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        return F.conv1d(x, weight, bias, padding=weight.shape[-1] // 2, groups=x.shape[1])
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x, weight = ctx.saved_tensors
-        kernel, pad, t = weight.shape[-1], weight.shape[-1] // 2, x.shape[-1]
-        # Under autocast the forward ran in bf16/fp16 but the backward runs outside it:
-        # compute in the weights' precision, return each gradient in its input's dtype.
-        dtype = weight.dtype
-        grad = grad.to(dtype).contiguous()
-        grad_x = F.conv1d(grad, weight.flip(-1), padding=pad, groups=x.shape[1])
-        padded = F.pad(x.to(dtype), (pad, pad))
-        grad_w = torch.stack(
-            [(grad * padded[..., j : j + t]).sum(dim=(0, 2)) for j in range(kernel)], dim=-1
-        )
-        return grad_x.to(x.dtype), grad_w.unsqueeze(1), grad.sum(dim=(0, 2))
-
-
-def depthwise_conv1d(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
-    """``conv(x)`` for a depthwise, odd-kernel, same-padded ``conv``; fast backward when training."""
-    if torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad):
-        bias = conv.bias if conv.bias is not None else x.new_zeros(x.shape[1])
-        out: torch.Tensor = _DepthwiseConv1d.apply(x, conv.weight, bias)
-        return out
-    return conv(x)
 
 
 class ConvMixer(nn.Module):

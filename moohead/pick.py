@@ -14,10 +14,7 @@ from typing import Any
 import numpy as np
 
 from moohead.errors import MooheadError
-from moohead.files import atomic_write_json
-from moohead.front import read_front, with_refined
-
-PICK_FILE = "pick.json"
+from moohead.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -120,13 +117,14 @@ def choose(doc: dict[str, Any], cfg: PickConfig) -> dict[str, Any]:
 
 
 def pick(run_dir: Path, cfg: PickConfig) -> dict[str, Any]:
-    """Choose a head from ``RUN_DIR/front.json`` and record it in ``RUN_DIR/pick.json``.
+    """Choose a head from the run's front and record the choice in the run.
 
     Returns:
         The pick record: ``rule``, ``id``, ``entry`` and ``baseline``.
     """
-    doc = with_refined(run_dir, read_front(run_dir))
+    run = RunDir(run_dir)
+    doc = run.read_front_refined()
     entry = choose(doc, cfg)
     record = {"rule": cfg.rule(), "id": entry["id"], "entry": entry, "baseline": doc["baseline"]}
-    atomic_write_json(run_dir / PICK_FILE, record)
+    run.write_pick(record)
     return record

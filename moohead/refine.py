@@ -10,66 +10,31 @@ validation split and re-timed together. ``RUN_DIR/refined.json`` holds the resul
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from moohead.config import deterministic_cuda, resolve_device
+from moohead.config import RefineConfig, deterministic_cuda, resolve_device
 from moohead.data import load_split, search_splits
-from moohead.encoder import load_encoder
-from moohead.errors import MooheadError
-from moohead.evaluate import genome_seed
-from moohead.files import atomic_torch_save, atomic_write_json
-from moohead.finetune import finetune_head, score_model
-from moohead.front import REFINED_FILE, nondominated, read_front
-from moohead.fused import FusedModel, head_state, reference_inputs
+from moohead.features import CacheConfig
+from moohead.fidelity import PrepareContext, SearchData, score_model
+from moohead.finetune import FinetuneFidelity, finetune_head
+from moohead.front import nondominated
+from moohead.fused import FusedModel, head_state, reference_inputs, trained_state
 from moohead.genome import Genome
 from moohead.measure import measure_latency_interleaved
-from moohead.rundir import read_run_config, read_weights, run_data_dir, task_from_config
-from moohead.tokens import tokenize_split
-from moohead.train import TrainConfig, finetune_config, state_dict_cpu
-
-REFINED_DIR = "refined"
-
-
-@dataclass(frozen=True)
-class RefineConfig:
-    """How to refine a run.
-
-    Attributes:
-        run_dir: A finished run.
-        top: How many front heads to fine-tune (best search-val score first).
-        max_epochs: Fine-tuning epochs per head (early stopping may end sooner).
-        patience: Epochs without search-val improvement before stopping.
-        lr_encoder: Encoder learning rate (the head keeps its genome's).
-        device: ``auto``, ``cpu`` or ``cuda``.
-        data_dir: The task's data (default: the run's ``--data-dir``).
-    """
-
-    run_dir: Path
-    top: int = 3
-    max_epochs: int = 3
-    patience: int = 1
-    lr_encoder: float = 2e-5
-    device: str = "auto"
-    data_dir: Path | None = None
-
-    def validate(self) -> None:
-        if self.top < 1:
-            raise MooheadError(f"--top must be at least 1, got {self.top}")
-        if self.max_epochs < 1 or self.patience < 1:
-            raise MooheadError("--max-epochs and --patience must be at least 1")
-        if not 0 < self.lr_encoder < 1:
-            raise MooheadError(f"--lr-encoder must be in (0, 1), got {self.lr_encoder}")
+from moohead.rundir import RunDir, run_data_dir, task_from_config
+from moohead.runhead import load_run_encoder
+from moohead.train import TrainConfig
+from moohead.trainer import genome_seed
 
 
 def refine(cfg: RefineConfig, log: Any = print) -> dict[str, Any]:
     """Fine-tune the top heads and the baseline; write ``refined.json``; return it."""
     cfg.validate()
-    front = read_front(cfg.run_dir)
-    run = read_run_config(cfg.run_dir)
+    run_dir = RunDir(cfg.run_dir)
+    front = run_dir.read_front()
+    run = run_dir.read_config()
     search = run["config"]
     task = task_from_config(run)
     device = resolve_device(cfg.device)
@@ -84,38 +49,39 @@ def refine(cfg: RefineConfig, log: Any = print) -> dict[str, Any]:
     )
     entries = sorted(front["front"], key=lambda e: -e["score"])[: cfg.top]
     chosen = [*entries, front["baseline"]]
-    encoder, tokenizer, info = load_encoder(run["encoder"]["path"])
-    if info.fingerprint != run["encoder"]["fingerprint"]:
-        raise MooheadError(
-            f"the encoder at {info.path} changed since the search; restore it or search again"
-        )
+    encoder, tokenizer, info = load_run_encoder(run)
     encoder.to(device)
-    max_length = int(search["max_length"])
-
-    def tokens(split: Any) -> Any:
-        return tokenize_split(tokenizer, task, split, max_length, info.uses_token_type_ids)
-
-    train_t, val_t = tokens(train), tokens(val)
-    valid_t = {s: tokens(load_split(task, s, data_dir)) for s in task.validation_splits}
+    fidelity = FinetuneFidelity()
+    cache = CacheConfig(
+        run_dir.path, int(search["max_length"]), device=device
+    )  # no cache is written
+    ctx = PrepareContext(encoder, tokenizer, info, task, cache)
+    data = SearchData(
+        task, encoder, info, fidelity.prepare(ctx, "search-train", train),
+        fidelity.prepare(ctx, "search-val", val),
+    )  # fmt: skip
+    valid_t = {
+        s: fidelity.prepare(ctx, s, load_split(task, s, data_dir)) for s in task.validation_splits
+    }
     base = TrainConfig(
-        search["batch_size"], cfg.max_epochs, cfg.patience, device=device, lr_encoder=cfg.lr_encoder
+        batch_size=search["batch_size"],
+        max_epochs=cfg.max_epochs,
+        patience=cfg.patience,
+        device=device,
+        lr_encoder=cfg.lr_encoder,
     )
-    tcfg = finetune_config(base)
-    out_dir = cfg.run_dir / REFINED_DIR
-    out_dir.mkdir(exist_ok=True)
+    tcfg = fidelity.train_config(base)
+    store = run_dir.refined_heads
     refined: list[dict[str, Any]] = []
     models: list[FusedModel] = []
     for entry in chosen:
         genome = Genome.from_dict(entry["genome"])
-        init = head_state(read_weights(cfg.run_dir, entry))
-        result = finetune_head(
-            genome, task, encoder, info, train_t, val_t, tcfg,
-            genome_seed(int(search["seed"]), genome), head_init=init,
-        )  # fmt: skip
+        init = head_state(run_dir.read_weights(entry))
+        seed = genome_seed(int(search["seed"]), genome)
+        result = finetune_head(genome, data, tcfg, seed, head_init=init)
         model = FusedModel(result.encoder, result.head, info.uses_token_type_ids).eval()
-        scores = score_model(task, model, genome, valid_t, tcfg)
-        weights = out_dir / f"{entry['id']}.pt"
-        atomic_torch_save(weights, state_dict_cpu(model))
+        scores = score_model(fidelity, task, model, genome, valid_t, tcfg)
+        store.save(entry["id"], trained_state(result.head, result.encoder))
         refined.append(
             {
                 **entry,
@@ -125,7 +91,7 @@ def refine(cfg: RefineConfig, log: Any = print) -> dict[str, Any]:
                 "search_val_metrics": result.metrics,
                 "validation": scores["score"],
                 "validation_metrics": scores["splits"],
-                "weights": f"{REFINED_DIR}/{entry['id']}.pt",
+                "weights": store.name(entry["id"]),
                 "refined": True,
                 "epochs": result.epochs,
                 "train_seconds": round(result.seconds, 2),
@@ -155,5 +121,5 @@ def refine(cfg: RefineConfig, log: Any = print) -> dict[str, Any]:
         "refined": heads,
         "front": [e for e, keep in zip(heads, nondominated(rows), strict=True) if keep],
     }  # fmt: skip
-    atomic_write_json(cfg.run_dir / REFINED_FILE, doc)
+    run_dir.write_refined(doc)
     return doc

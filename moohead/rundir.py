@@ -1,36 +1,285 @@
-"""Reading a finished run back: its config, its task, and a front head as a fused model."""
+"""A run directory's layout: every file name, and every reader and writer of those files.
+
+::
+
+    RUN_DIR/
+        config.json     the search config, its identity, encoder, task and versions
+        archive.jsonl   every evaluation, appended as it finishes (see archive.py)
+        front.json      the Pareto front, re-scored on validation (written last)
+        front.png       the front plotted
+        heads/<id>.pt   weights of the front's heads and the baseline
+        pick.json       the head ``moohead pick`` chose
+        refined.json    ``moohead refine``'s fine-tuned heads; refined/<id>.pt their weights
+        .lock           held by the one process writing the run
+
+No other module spells one of these names.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from moohead.encoder import EncoderInfo, load_encoder, truncate
+from moohead.archive import Archive
 from moohead.errors import MooheadError
-from moohead.fused import FusedModel, load_trained_state
-from moohead.genome import Genome
-from moohead.heads import build_head
+from moohead.files import atomic_torch_save, atomic_write_json
 from moohead.tasks import Task
 
-CONFIG_FILE = "config.json"
-HEADS_DIR = "heads"
+CONFIG, ARCHIVE, FRONT, PLOT = "config.json", "archive.jsonl", "front.json", "front.png"
+PICK, REFINED, LOCK = "pick.json", "refined.json", ".lock"
+HEADS_DIR, REFINED_DIR = "heads", "refined"
+FRONT_KEYS = ("task", "metric", "baseline", "front")
 
 
-def read_run_config(run_dir: Path) -> dict[str, Any]:
-    """``RUN_DIR/config.json``: the search config, encoder, task and versions."""
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        raise MooheadError(f"{run_dir} has no {CONFIG_FILE}; it is not a moohead run directory")
+def _read_json(path: Path, fix: str) -> Any:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        doc["config"], doc["encoder"], doc["task"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise MooheadError(f"{path} is corrupted ({exc}); the run cannot be read back") from exc
-    return dict(doc)
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MooheadError(f"{path} is corrupted ({exc}); {fix}") from exc
+
+
+class WeightStore:
+    """Saved weights, one file per evaluation id, in a folder of the run."""
+
+    def __init__(self, folder: Path, relative: str) -> None:
+        self.folder, self.relative = folder, relative
+
+    def path(self, eval_id: int) -> Path:
+        return self.folder / f"{eval_id}.pt"
+
+    def name(self, eval_id: int) -> str:
+        """The path ``front.json`` records: relative to the run directory."""
+        return f"{self.relative}/{eval_id}.pt"
+
+    def save(self, eval_id: int, state: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(self.path(eval_id), state)
+
+    def load(self, eval_id: int) -> dict[str, Any]:
+        import torch
+
+        state: dict[str, Any] = torch.load(
+            self.path(eval_id), map_location="cpu", weights_only=True
+        )
+        return state
+
+    def prune(self, keep: set[int]) -> None:
+        """Delete every saved weight file whose id is not in ``keep``."""
+        for path in self.folder.glob("*.pt"):
+            if int(path.stem) not in keep:
+                path.unlink()
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One run directory."""
+
+    path: Path
+
+    @property
+    def archive(self) -> Archive:
+        return Archive(self.path / ARCHIVE)
+
+    @property
+    def heads(self) -> WeightStore:
+        return WeightStore(self.path / HEADS_DIR, HEADS_DIR)
+
+    @property
+    def refined_heads(self) -> WeightStore:
+        return WeightStore(self.path / REFINED_DIR, REFINED_DIR)
+
+    @property
+    def plot_path(self) -> Path:
+        return self.path / PLOT
+
+    @property
+    def pick_path(self) -> Path:
+        return self.path / PICK
+
+    @property
+    def refined_path(self) -> Path:
+        return self.path / REFINED
+
+    def describe(self) -> str:
+        """What a finished run holds, for the end-of-search message."""
+        return f"{FRONT}, {PLOT}, {ARCHIVE}, {HEADS_DIR}/"
+
+    def check_usable(self) -> None:
+        """Refuse an --out that cannot hold a run, before any work starts."""
+        if self.path.exists() and not self.path.is_dir():
+            raise MooheadError(f"--out {self.path} is a file; pass a folder")
+
+    def _require_dir(self) -> None:
+        if not self.path.is_dir():
+            raise MooheadError(
+                f"run directory {self.path} does not exist; run moohead evolve --out {self.path}"
+            )
+
+    # config.json
+    def read_config(self) -> dict[str, Any]:
+        """The search config, encoder, task and versions."""
+        path = self.path / CONFIG
+        if not path.is_file():
+            raise MooheadError(f"{self.path} has no {CONFIG}; it is not a moohead run directory")
+        fix = "the run cannot be read back"
+        doc = _read_json(path, fix)
+        try:
+            doc["config"], doc["encoder"], doc["task"]
+        except (KeyError, TypeError) as exc:
+            raise MooheadError(f"{path} is corrupted ({exc}); {fix}") from exc
+        return dict(doc)
+
+    def stored_identity(self) -> dict[str, Any] | None:
+        """The identity of the search this run holds; None when config.json is missing or
+        damaged (a resume then refuses)."""
+        try:
+            return self.read_config().get("identity")
+        except MooheadError:
+            return None
+
+    def write_config(self, doc: dict[str, Any]) -> None:
+        atomic_write_json(self.path / CONFIG, doc)
+
+    # front.json and refined.json
+    def read_front(self) -> dict[str, Any]:
+        """The front document, checked."""
+        self._require_dir()
+        path = self.path / FRONT
+        if not path.is_file():
+            raise MooheadError(
+                f"{self.path} has no {FRONT}: the run has not finished; resume it with "
+                f"moohead evolve --out {self.path}"
+            )
+        doc = _read_json(path, "re-run moohead evolve to rebuild it")
+        missing = [k for k in FRONT_KEYS if not isinstance(doc, dict) or k not in doc]
+        if missing:
+            raise MooheadError(
+                f"{path} lacks {', '.join(missing)}; re-run moohead evolve to rebuild it"
+            )
+        return dict(doc)
+
+    def write_front(self, doc: dict[str, Any]) -> None:
+        atomic_write_json(self.path / FRONT, doc)
+
+    def read_front_refined(self) -> dict[str, Any]:
+        """The front with each refined head's entry (``moohead refine``) in place of its
+        frozen one."""
+        doc = self.read_front()
+        path = self.path / REFINED
+        if not path.is_file():
+            return doc
+        fix = "run moohead refine again"
+        refined = _read_json(path, fix)
+        try:
+            by_id = {e["id"]: e for e in [*refined["refined"], refined["baseline"]]}
+        except (KeyError, TypeError) as exc:
+            raise MooheadError(f"{path} is corrupted ({exc}); {fix}") from exc
+        out = dict(doc)
+        out["front"] = [by_id.get(e["id"], e) for e in doc["front"]]
+        out["baseline"] = by_id.get(doc["baseline"]["id"], doc["baseline"])
+        return out
+
+    def write_refined(self, doc: dict[str, Any]) -> None:
+        atomic_write_json(self.refined_path, doc)
+
+    # pick.json
+    def read_pick(self) -> dict[str, Any]:
+        path = self.path / PICK
+        if not path.is_file():
+            raise MooheadError(
+                f"{self.path} has no recorded pick; run moohead pick {self.path} --knee, "
+                "or pass --id N or --knee"
+            )
+        pick = _read_json(path, "run moohead pick again")
+        if not isinstance(pick, dict) or "id" not in pick or "rule" not in pick:
+            raise MooheadError(f"{path} is corrupted (no id or rule); run moohead pick again")
+        return pick
+
+    def write_pick(self, record: dict[str, Any]) -> None:
+        atomic_write_json(self.pick_path, record)
+
+    # weights
+    def read_weights(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """The saved weights of a front (or refined) entry: a head, or a whole fused model.
+
+        Raises:
+            MooheadError: the file is missing or damaged.
+        """
+        weights = self.path / entry.get("weights", self.heads.name(entry["id"]))
+        if not weights.is_file():
+            raise MooheadError(
+                f"{weights} is missing: the run kept no weights for head {entry['id']}; "
+                "pick a head on the front (moohead front RUN_DIR)"
+            )
+        import torch
+
+        try:
+            state: dict[str, Any] = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch.load raises unpickling, runtime and OS errors
+            raise MooheadError(
+                f"cannot load head weights {weights} ({exc}); the file is damaged".splitlines()[0]
+            ) from exc
+        return state
+
+    # one writer at a time
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold ``.lock`` for the duration: a second writer is refused.
+
+        An ``flock`` belongs to the open file, so the kernel releases it when the process
+        ends, however it ends: a crashed run never leaves the run locked.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+                raise MooheadError(
+                    f"{self.path} is in use by a running moohead evolve (pid {holder}); wait "
+                    "for it to finish or pass another --out"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def is_locked(self) -> bool:
+        path = self.path / LOCK
+        if not path.exists():
+            return False
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def move_aside(self) -> Path:
+        """``--force-new``: keep the old run under a new name (never deleted)."""
+        if self.is_locked():
+            raise MooheadError(
+                f"{self.path} is in use by a running moohead evolve; wait for it to finish"
+            )
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.path.with_name(f"{self.path.name}.old-{stamp}")
+        n = 1
+        while target.exists():
+            target = self.path.with_name(f"{self.path.name}.old-{stamp}-{n}")
+            n += 1
+        self.path.rename(target)
+        return target
 
 
 def run_data_dir(config: dict[str, Any], override: Path | None = None) -> Path | None:
@@ -46,70 +295,3 @@ def task_from_config(doc: dict[str, Any]) -> Task:
         k: tuple(v) if isinstance(v, list) else v for k, v in doc["task"].items()
     }
     return Task(**fields)
-
-
-@dataclass
-class RunHead:
-    """A front head rebuilt from its run: the fused model and what it needs around it."""
-
-    model: FusedModel
-    tokenizer: Any
-    info: EncoderInfo
-    task: Task
-    genome: Genome
-    entry: dict[str, Any]
-    config: dict[str, Any]
-
-    @property
-    def max_length(self) -> int:
-        return int(self.config["config"]["max_length"])
-
-
-def read_weights(run_dir: Path, entry: dict[str, Any]) -> dict[str, Any]:
-    """The saved weights of a front (or refined) entry: a head, or a whole fused model.
-
-    Raises:
-        MooheadError: the file is missing or damaged.
-    """
-    weights = run_dir / entry.get("weights", f"{HEADS_DIR}/{entry['id']}.pt")
-    if not weights.is_file():
-        raise MooheadError(
-            f"{weights} is missing: the run kept no weights for head {entry['id']}; "
-            "pick a head on the front (moohead front RUN_DIR)"
-        )
-    try:
-        state: dict[str, Any] = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises unpickling, runtime and OS errors
-        raise MooheadError(
-            f"cannot load head weights {weights} ({exc}); the file is damaged".splitlines()[0]
-        ) from exc
-    return state
-
-
-def load_run_head(run_dir: Path, entry: dict[str, Any]) -> RunHead:
-    """The encoder cut to the head's depth plus the trained head: exactly what was scored.
-
-    Raises:
-        MooheadError: the weights are missing, or the encoder is not the one searched with.
-    """
-    config = read_run_config(run_dir)
-    state = read_weights(run_dir, entry)
-    recorded = config["encoder"]
-    encoder, tokenizer, info = load_encoder(recorded["path"])
-    if info.fingerprint != recorded["fingerprint"]:
-        raise MooheadError(
-            f"the encoder at {recorded['path']} changed since the search (fingerprint "
-            f"{info.fingerprint}, run has {recorded['fingerprint']}); restore it or search again"
-        )
-    task = task_from_config(config)
-    genome = Genome.from_dict(entry["genome"])
-    head = build_head(genome, info.hidden_size, task.num_labels)
-    model = FusedModel(truncate(encoder, genome.depth), head, info.uses_token_type_ids)
-    try:
-        load_trained_state(model, state)
-    except RuntimeError as exc:  # keys or shapes that do not fit the genome
-        raise MooheadError(
-            f"head weights of {entry['id']} do not fit its genome ({exc})".splitlines()[0]
-        ) from exc
-    model.eval()
-    return RunHead(model, tokenizer, info, task, genome, entry, config)

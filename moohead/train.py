@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -15,9 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moohead.features import FeatureStore, PooledStore, SplitFeatures
-from moohead.genome import Genome
-from moohead.heads import Head, build_head
+from moohead.heads import Head
 from moohead.metrics import compute_metrics
 from moohead.tasks import Task
 
@@ -31,7 +28,7 @@ class TrainConfig:
     """Budget, batching and optimiser of one head's training (the same for every genome).
 
     The defaults are the frozen-fidelity recipe (constant learning rate, no clipping, fp32);
-    ``finetune_config`` gives the fine-tuning one.
+    ``finetune.finetune_config`` gives the fine-tuning one.
 
     Attributes:
         lr_encoder: Learning rate of the encoder's weights when fine-tuning.
@@ -56,17 +53,6 @@ class TrainConfig:
     def amp_dtype(self) -> torch.dtype | None:
         """The autocast dtype of ``amp`` (None: full precision)."""
         return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp or "")
-
-
-def finetune_config(base: TrainConfig) -> TrainConfig:
-    """The fine-tuning recipe on top of ``base``'s budget: warm-up/decay, clipping, and on a
-    GPU bf16 autocast (fp16 with loss scaling where bf16 is not supported)."""
-    amp = None
-    if torch.device(base.device).type == "cuda":
-        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return replace(
-        base, schedule="linear", clip_norm=1.0, amp=amp, eval_batch_size=base.batch_size * 2
-    )
 
 
 @dataclass
@@ -99,46 +85,6 @@ class TrainingJob(Protocol):
     def predict_val(self) -> np.ndarray: ...
 
 
-def read_states(genome: Genome) -> list[int]:
-    """Hidden-state indices a genome reads: the last ``k`` of the first ``depth`` layers."""
-    return list(range(genome.depth - genome.k + 1, genome.depth + 1))
-
-
-Store = FeatureStore | PooledStore
-POOLED_FAST_PATH = ("cls", "mean")
-
-
-def inputs_for(features: SplitFeatures, genome: Genome) -> list[Store]:
-    """The stores a genome's head reads: the sentence (or joint pair), or both sides.
-
-    Heads with no mixer that pool CLS or mean read pre-pooled per-layer vectors: the same
-    numbers, a small fraction of the work.
-    """
-    if "text" in features.views:
-        names = ["text"]
-    else:
-        names = ["a", "b"] if genome.pair == "siamese" else ["joint"]
-    stores: list[Store] = [features.views[n] for n in names]
-    if genome.mixer == "none" and genome.pool in POOLED_FAST_PATH:
-        return [PooledStore(s, genome.pool) for s in stores if isinstance(s, FeatureStore)]
-    return stores
-
-
-def head_inputs(
-    stores: list[Store], genome: Genome, indices: np.ndarray, device: str
-) -> list[torch.Tensor]:
-    """``[states, mask]`` (or both sentences' for siamese heads) for a batch of examples."""
-    out: list[torch.Tensor] = []
-    for store in stores:
-        states, mask = store.gather(indices, read_states(genome))
-        out += [states.to(device), mask.to(device)]
-    return out
-
-
-def example_lengths(stores: list[Store]) -> np.ndarray:
-    return np.sum([s.lengths.astype(np.int64) for s in stores], axis=0)
-
-
 def bucketed_batches(
     lengths: np.ndarray, batch_size: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
@@ -168,49 +114,10 @@ def in_length_order(
     return result
 
 
-def predict(head: Head, features: SplitFeatures, genome: Genome, cfg: TrainConfig) -> np.ndarray:
-    """Head outputs for every example of a split, in the split's order."""
-    head.eval()
-    stores = inputs_for(features, genome)
-    with torch.inference_mode():
-        return in_length_order(
-            example_lengths(stores),
-            cfg.eval_batch_size,
-            lambda batch: head(*head_inputs(stores, genome, batch, cfg.device)),
-        )
-
-
 def _loss(task: Task, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if task.is_regression:
         return F.mse_loss(logits.squeeze(-1), labels.float())
     return F.cross_entropy(logits, labels.long())
-
-
-class FrozenJob:
-    """Frozen fidelity: the head alone, on cached token states (or pre-pooled vectors)."""
-
-    def __init__(
-        self, genome: Genome, head: Head, train: SplitFeatures, val: SplitFeatures, cfg: TrainConfig
-    ) -> None:
-        self.genome, self.head = genome, head
-        self.module: nn.Module = head
-        self.train, self.val, self.cfg = train, val, cfg
-        self.stores = inputs_for(train, genome)
-
-    def param_groups(self) -> list[dict[str, Any]]:
-        return [{"params": list(self.head.parameters()), "lr": self.genome.lr}]
-
-    def lengths(self) -> np.ndarray:
-        return example_lengths(self.stores)
-
-    def forward(self, batch: np.ndarray) -> torch.Tensor:
-        out: torch.Tensor = self.head(
-            *head_inputs(self.stores, self.genome, batch, self.cfg.device)
-        )
-        return out
-
-    def predict_val(self) -> np.ndarray:
-        return predict(self.head, self.val, self.genome, self.cfg)
 
 
 def _lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
@@ -296,41 +203,6 @@ def fit(
             job.head.mlp.classifier.bias.mul_(scale).add_(shift)
     job.module.eval()
     return best_metrics, epoch
-
-
-def train_head(
-    genome: Genome,
-    task: Task,
-    hidden_size: int,
-    train: SplitFeatures,
-    val: SplitFeatures,
-    cfg: TrainConfig,
-    seed: int,
-) -> TrainResult:
-    """Train the genome's head on cached features (frozen fidelity), early-stopped on the
-    main score of ``val``.
-
-    Raises:
-        TrainingDiverged: when the loss is not finite.
-    """
-    start = time.perf_counter()
-    torch.manual_seed(seed)  # head init and dropout
-    rng = np.random.default_rng(seed)  # batch order
-    head = build_head(genome, hidden_size, task.num_labels).to(cfg.device)
-    job = FrozenJob(genome, head, train, val, cfg)
-    metrics, epochs = fit(job, task, train.labels, val.labels, cfg, rng)
-    return TrainResult(head, metrics, epochs, time.perf_counter() - start)
-
-
-def score_splits(
-    task: Task, head: Head, genome: Genome, splits: dict[str, SplitFeatures], cfg: TrainConfig
-) -> dict[str, Any]:
-    """Metrics of a trained head on each split, and ``score``, their main scores' mean."""
-    per_split = {
-        name: compute_metrics(task, predict(head, f, genome, cfg), f.labels)
-        for name, f in splits.items()
-    }
-    return {"score": float(np.mean([m["score"] for m in per_split.values()])), "splits": per_split}
 
 
 def state_dict_cpu(module: nn.Module) -> dict[str, Any]:

@@ -19,10 +19,10 @@ from moohead.export.runtime import OnnxClassifier, make_session
 from moohead.export.validate import ParityError, logit_parity
 
 from moohead.encoder import load_encoder, truncate
-from moohead.front import read_front
 from moohead.fused import FusedModel
 from moohead.genome import baseline
 from moohead.heads import build_head
+from moohead.rundir import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +67,9 @@ def test_model_dir_holds_a_checked_model(model_dir: Path, run_dir: Path) -> None
 def test_runtime_matches_pytorch_on_real_tokenisation(model_dir: Path, run_dir: Path) -> None:
     """The torch-free runtime tokenises like the search and returns PyTorch's logits."""
     doc = json.loads((model_dir / "moohead.json").read_text())
-    front = read_front(run_dir)
+    front = RunDir(run_dir).read_front()
     entry = next(e for e in [*front["front"], front["baseline"]] if e["id"] == doc["source"]["id"])
-    from moohead.rundir import load_run_head
+    from moohead.runhead import load_run_head
 
     rh = load_run_head(run_dir, entry)
     texts = ["a good movie", "the plot was not very awful and it is dull", "great"]
@@ -194,7 +194,7 @@ def test_export_refuses_to_overwrite_then_replaces_with_overwrite(
     model_dir: Path, run_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = run_dir.parent / "model2"
-    base = str(read_front(run_dir)["baseline"]["id"])
+    base = str(RunDir(run_dir).read_front()["baseline"]["id"])
     assert run_cli(["export", str(run_dir), "--out", str(out), "--knee"], capsys)[0] == 0
     before = (out / "moohead.json").read_text()
     code, _, err = run_cli(["export", str(run_dir), "--out", str(out), "--id", base], capsys)

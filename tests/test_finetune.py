@@ -11,14 +11,15 @@ import torch
 from moohead.config import SearchConfig
 from moohead.data import load_split
 from moohead.encoder import load_encoder
-from moohead.finetune import finetune_head
-from moohead.front import read_front
+from moohead.fidelity import SearchData
+from moohead.finetune import finetune_config, finetune_head
 from moohead.genome import Genome
-from moohead.rundir import load_run_head
+from moohead.rundir import RunDir
+from moohead.runhead import load_run_head
 from moohead.search import run_search
 from moohead.tasks import GLUE_TASKS
 from moohead.tokens import TokenSplit, tokenize_split
-from moohead.train import TrainConfig, _lr_lambda, finetune_config
+from moohead.train import TrainConfig, _lr_lambda
 
 
 @pytest.fixture()
@@ -47,18 +48,15 @@ def test_finetune_trains_the_encoder_and_leaves_the_original(tokens, amp: str | 
     cfg = replace(finetune_config(TrainConfig(batch_size=16, max_epochs=3, patience=3)), amp=amp)
     genome = Genome(depth=1, pool="mean", lr=3e-3)
     task = GLUE_TASKS["sst2"]
-    a = finetune_head(
-        genome, task, encoder, info, splits["train"], splits["validation"], cfg, seed=1
-    )
+    data = SearchData(task, encoder, info, splits["train"], splits["validation"])
+    a = finetune_head(genome, data, cfg, seed=1)
     assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in before.items())
     assert len(a.encoder.encoder.layer) == 1
     moved = [k for k, v in a.encoder.state_dict().items() if not torch.equal(v, before[k])]
     assert any("embeddings" in k for k in moved) and any("layer.0" in k for k in moved)
     assert 0.0 <= a.metrics["score"] <= 1.0 and a.epochs >= 1
     if amp is None:  # same seed, same result
-        b = finetune_head(
-            genome, task, encoder, info, splits["train"], splits["validation"], cfg, seed=1
-        )
+        b = finetune_head(genome, data, cfg, seed=1)
         assert a.metrics == b.metrics
 
 
@@ -91,7 +89,7 @@ def test_finetune_search_saves_and_exports_the_trained_encoder(
     original, _, _ = load_encoder(str(tiny_encoder_dir))
     emb = "embeddings.word_embeddings.weight"
     assert not torch.equal(rh.model.encoder.state_dict()[emb], original.state_dict()[emb])
-    assert read_front(cfg.out)["front"][0]["validation"] == entry["validation"]
+    assert RunDir(cfg.out).read_front()["front"][0]["validation"] == entry["validation"]
 
     from moohead.export.config import ExportConfig
     from moohead.export.pipeline import export_run

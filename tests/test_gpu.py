@@ -10,7 +10,8 @@ from moohead.config import SearchConfig
 from moohead.data import load_split
 from moohead.encoder import load_encoder
 from moohead.features import CacheConfig, cached_split
-from moohead.finetune import finetune_head
+from moohead.fidelity import SearchData
+from moohead.finetune import finetune_config, finetune_head
 from moohead.fused import FusedModel, reference_inputs
 from moohead.genome import Genome
 from moohead.heads import build_head
@@ -18,7 +19,7 @@ from moohead.measure import _timer, measure_latency
 from moohead.search import run_search
 from moohead.tasks import GLUE_TASKS
 from moohead.tokens import tokenize_split
-from moohead.train import TrainConfig, finetune_config
+from moohead.train import TrainConfig
 
 pytestmark = [
     pytest.mark.gpu,
@@ -58,16 +59,8 @@ def test_finetune_on_cuda_with_mixed_precision(tiny_encoder_dir: Path, glue_dir:
     }
     cfg = finetune_config(TrainConfig(batch_size=16, max_epochs=2, device="cuda"))
     assert cfg.amp in ("bf16", "fp16")
-    result = finetune_head(
-        Genome(depth=2, pool="mean"),
-        task,
-        encoder.cuda(),
-        info,
-        splits["train"],
-        splits["validation"],
-        cfg,
-        0,
-    )
+    data = SearchData(task, encoder.cuda(), info, splits["train"], splits["validation"])
+    result = finetune_head(Genome(depth=2, pool="mean"), data, cfg, 0)
     assert next(result.encoder.parameters()).is_cuda and 0 <= result.metrics["score"] <= 1
 
 

@@ -4,8 +4,9 @@ from hypothesis import given, settings
 from test_genome import genomes
 from torch import nn
 
+from moohead.conv import _DepthwiseConv1d, depthwise_conv1d
 from moohead.genome import Genome
-from moohead.heads import _DepthwiseConv1d, build_head, depthwise_conv1d
+from moohead.heads import build_head
 
 
 @pytest.mark.parametrize("kernel", [3, 5])

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from moohead.evaluate import Cost, Evaluation
+from moohead.evaluation import Cost, Evaluation
 from moohead.genome import Genome, baseline, decode, encode, search_space
 from moohead.problem import CanonicalRepair, HeadSearchProblem, make_nsga2
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from moohead.archive import Archive
 from moohead.errors import MooheadError
-from moohead.resume import is_locked, move_aside, read_archive, run_lock
+from moohead.rundir import RunDir
 
 TIMING = ("train_seconds", "measure_seconds")
 
@@ -84,32 +85,32 @@ def test_torn_final_line_is_dropped_and_a_damaged_line_refused(tmp_path: Path) -
     path = tmp_path / "archive.jsonl"
     good = [json.dumps({"id": i, "genome": {}}, sort_keys=True) for i in range(2)]
     path.write_text("\n".join(good) + '\n{"id": 2, "geno')  # killed mid-write
-    records, torn = read_archive(path)
+    records, torn = Archive(path).read()
     assert torn and [r["id"] for r in records] == [0, 1]
     assert path.read_text() == "\n".join(good) + "\n"  # repaired
     path.write_text(good[0] + "\n{broken\n" + good[1] + "\n")
     before = path.read_text()
     with pytest.raises(MooheadError, match="line 2 is corrupted"):
-        read_archive(path)
+        Archive(path).read()
     assert path.read_text() == before
 
 
 def test_one_writer_per_run_and_a_dead_writer_leaves_no_lock(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    with run_lock(out):
-        assert is_locked(out)
+    run = RunDir(tmp_path / "run")
+    with run.lock():
+        assert run.is_locked()
         with (
             pytest.raises(
                 MooheadError, match=f"in use by a running moohead evolve \\(pid {os.getpid()}\\)"
             ),
-            run_lock(out),
+            run.lock(),
         ):
             pass
-    assert not is_locked(out)
+    assert not run.is_locked()
     # A writer killed with SIGKILL: the kernel drops its lock.
-    code = f"from moohead.resume import run_lock; import os, pathlib\nwith run_lock(pathlib.Path({str(out)!r})): os.kill(os.getpid(), 9)"
+    code = f"from moohead.rundir import RunDir; import os, pathlib\nwith RunDir(pathlib.Path({str(run.path)!r})).lock(): os.kill(os.getpid(), 9)"
     subprocess.run([sys.executable, "-c", code], check=False)
-    with run_lock(out):
+    with run.lock():
         pass
 
 
@@ -117,7 +118,7 @@ def test_force_new_keeps_the_old_run(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
     (out / "archive.jsonl").write_text("{}\n")
-    old = move_aside(out)
+    old = RunDir(out).move_aside()
     assert not out.exists() and (old / "archive.jsonl").read_text() == "{}\n"
     assert old.name.startswith("run.old-")
 
@@ -143,5 +144,5 @@ def test_ctrl_c_saves_and_says_how_to_resume(
     assert "interrupted" in err and "run the same command again to resume" in err
     assert "Traceback" not in err
     saved = lines(out / "archive.jsonl")
-    assert saved >= 2 and read_archive(out / "archive.jsonl")[0][-1]["id"] == saved - 1
-    assert not is_locked(out)
+    assert saved >= 2 and Archive(out / "archive.jsonl").read()[0][-1]["id"] == saved - 1
+    assert not RunDir(out).is_locked()

@@ -5,12 +5,14 @@ import pytest
 import torch
 
 from moohead.data import load_split
-from moohead.encoder import load_encoder
+from moohead.encoder import EncoderInfo, load_encoder
 from moohead.features import CacheConfig, PooledStore, SplitFeatures, cached_split
+from moohead.fidelity import SearchData
+from moohead.frozen import head_inputs, inputs_for, predict, read_states, train_head
 from moohead.genome import Genome
 from moohead.heads import build_head
-from moohead.tasks import GLUE_TASKS
-from moohead.train import TrainConfig, head_inputs, inputs_for, predict, read_states, train_head
+from moohead.tasks import GLUE_TASKS, Task
+from moohead.train import TrainConfig
 
 
 @pytest.fixture()
@@ -22,6 +24,13 @@ def features(tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path) -> dict[str
         s: cached_split(model, tok, info, task, s, load_split(task, s, glue_dir), cfg)
         for s in ("train", "validation")
     }
+
+
+def _data(task: Task, train: SplitFeatures, val: SplitFeatures) -> SearchData:
+    info = EncoderInfo(
+        "tiny", "tiny", num_layers=2, hidden_size=32, uses_token_type_ids=True, fingerprint="0"
+    )
+    return SearchData(task, None, info, train, val)
 
 
 @pytest.mark.parametrize(
@@ -59,8 +68,9 @@ def test_training_learns_and_is_deterministic(features: dict[str, SplitFeatures]
     genome = Genome(depth=1, pool="attention", mlp_layers=1, lr=3e-3)
     task = GLUE_TASKS["sst2"]
     cfg = TrainConfig(max_epochs=15, patience=15)
-    a = train_head(genome, task, 32, features["train"], features["validation"], cfg, seed=5)
-    b = train_head(genome, task, 32, features["train"], features["validation"], cfg, seed=5)
+    data = _data(task, features["train"], features["validation"])
+    a = train_head(genome, data, cfg, seed=5)
+    b = train_head(genome, data, cfg, seed=5)
     assert a.metrics == b.metrics
     assert a.metrics["accuracy"] > 0.75  # the cue word decides the label
     for x, y in zip(a.head.state_dict().values(), b.head.state_dict().values(), strict=True):
@@ -69,8 +79,6 @@ def test_training_learns_and_is_deterministic(features: dict[str, SplitFeatures]
 
 def test_regression_outputs_are_in_label_units(features: dict[str, SplitFeatures]) -> None:
     """Targets are standardised for training; the head still predicts on the labels' scale."""
-    from moohead.tasks import Task
-
     task = Task("strength", ("sentence",), 1, ("pearson",))
     scaled = {
         k: SplitFeatures(f.views, (f.labels * 4 + 1).astype(np.float32))
@@ -78,7 +86,7 @@ def test_regression_outputs_are_in_label_units(features: dict[str, SplitFeatures
     }
     genome = Genome(depth=1, pool="attention", mlp_layers=1, lr=3e-3)
     cfg = TrainConfig(max_epochs=15, patience=15)
-    result = train_head(genome, task, 32, scaled["train"], scaled["validation"], cfg, seed=0)
+    result = train_head(genome, _data(task, scaled["train"], scaled["validation"]), cfg, seed=0)
     outputs = predict(result.head, scaled["validation"], genome, cfg).ravel()
     assert result.metrics["pearson"] > 0.6
     assert abs(outputs.mean() - scaled["validation"].labels.mean()) < 0.5

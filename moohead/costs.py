@@ -1,0 +1,49 @@
+"""What an architecture costs: FLOPs, parameters and latency, measured once per
+architecture (training genes do not change the computation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from moohead.evaluation import Cost
+from moohead.fused import ModelFactory
+from moohead.genome import Genome
+from moohead.heads import Head
+from moohead.measure import count_flops, count_params, measure_latency
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    """Attributes:
+    reference_length: Tokens of the batch-1 reference input.
+    latency_runs: Timed runs per latency measurement; None: latency is not measured.
+    """
+
+    reference_length: int
+    latency_runs: int | None
+
+
+class CostMeasurer:
+    """Costs of genomes' fused models, cached per architecture."""
+
+    def __init__(self, models: ModelFactory, cfg: CostConfig) -> None:
+        self.models, self.cfg = models, cfg
+        self.by_arch: dict[str, Cost] = {}
+
+    def restore(self, genome: Genome, cost: Cost) -> None:
+        """Take an archived cost: that architecture is never measured again."""
+        self.by_arch.setdefault(genome.arch_key(), cost)
+
+    def __call__(self, genome: Genome, head: Head) -> Cost:
+        key = genome.arch_key()
+        if key not in self.by_arch:
+            model = self.models.fused(genome, head)
+            inputs = self.models.reference(model, self.cfg.reference_length)
+            runs = self.cfg.latency_runs
+            self.by_arch[key] = Cost(
+                flops=count_flops(model, inputs),
+                params=count_params(model),
+                head_params=count_params(head),
+                latency_ms=None if runs is None else measure_latency(model, inputs, runs=runs),
+            )
+        return self.by_arch[key]

@@ -1,0 +1,158 @@
+"""Frozen fidelity: heads alone on cached encoder features (token states or pre-pooled
+vectors); the training loop is ``train.fit``, shared with the fine-tune fidelity."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from moohead.data import Split
+from moohead.features import (
+    FeatureStore,
+    PooledStore,
+    SplitFeatures,
+    cache_size_bytes,
+    cached_split,
+    read_views,
+)
+from moohead.fidelity import PrepareContext, SearchData
+from moohead.fused import FusedModel
+from moohead.genome import Genome
+from moohead.heads import Head, build_head
+from moohead.train import TrainConfig, TrainResult, fit, in_length_order
+
+
+def read_states(genome: Genome) -> list[int]:
+    """Hidden-state indices a genome reads: the last ``k`` of the first ``depth`` layers."""
+    return list(range(genome.depth - genome.k + 1, genome.depth + 1))
+
+
+Store = FeatureStore | PooledStore
+POOLED_FAST_PATH = ("cls", "mean")
+
+
+def inputs_for(features: SplitFeatures, genome: Genome) -> list[Store]:
+    """The stores a genome's head reads: the sentence (or joint pair), or both sides.
+
+    Heads with no mixer that pool CLS or mean read pre-pooled per-layer vectors: the same
+    numbers, a small fraction of the work.
+    """
+    stores: list[Store] = [features.views[n] for n in read_views(features.views, genome)]
+    if genome.mixer == "none" and genome.pool in POOLED_FAST_PATH:
+        return [PooledStore(s, genome.pool) for s in stores if isinstance(s, FeatureStore)]
+    return stores
+
+
+def head_inputs(
+    stores: list[Store], genome: Genome, indices: np.ndarray, device: str
+) -> list[torch.Tensor]:
+    """``[states, mask]`` (or both sentences' for siamese heads) for a batch of examples."""
+    out: list[torch.Tensor] = []
+    for store in stores:
+        states, mask = store.gather(indices, read_states(genome))
+        out += [states.to(device), mask.to(device)]
+    return out
+
+
+def example_lengths(stores: list[Store]) -> np.ndarray:
+    return np.sum([s.lengths.astype(np.int64) for s in stores], axis=0)
+
+
+def predict(head: Head, features: SplitFeatures, genome: Genome, cfg: TrainConfig) -> np.ndarray:
+    """Head outputs for every example of a split, in the split's order."""
+    head.eval()
+    stores = inputs_for(features, genome)
+    with torch.inference_mode():
+        return in_length_order(
+            example_lengths(stores),
+            cfg.eval_batch_size,
+            lambda batch: head(*head_inputs(stores, genome, batch, cfg.device)),
+        )
+
+
+class FrozenJob:
+    """Frozen fidelity: the head alone, on cached token states (or pre-pooled vectors)."""
+
+    def __init__(
+        self, genome: Genome, head: Head, train: SplitFeatures, val: SplitFeatures, cfg: TrainConfig
+    ) -> None:
+        self.genome, self.head = genome, head
+        self.module: nn.Module = head
+        self.train, self.val, self.cfg = train, val, cfg
+        self.stores = inputs_for(train, genome)
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [{"params": list(self.head.parameters()), "lr": self.genome.lr}]
+
+    def lengths(self) -> np.ndarray:
+        return example_lengths(self.stores)
+
+    def forward(self, batch: np.ndarray) -> torch.Tensor:
+        out: torch.Tensor = self.head(
+            *head_inputs(self.stores, self.genome, batch, self.cfg.device)
+        )
+        return out
+
+    def predict_val(self) -> np.ndarray:
+        return predict(self.head, self.val, self.genome, self.cfg)
+
+
+def train_head(genome: Genome, data: SearchData, cfg: TrainConfig, seed: int) -> TrainResult:
+    """Train the genome's head on cached features (frozen fidelity), early-stopped on the
+    main score of ``data.val``.
+
+    Raises:
+        TrainingDiverged: when the loss is not finite.
+    """
+    start = time.perf_counter()
+    torch.manual_seed(seed)  # head init and dropout
+    rng = np.random.default_rng(seed)  # batch order
+    head = build_head(genome, data.info.hidden_size, data.task.num_labels).to(cfg.device)
+    job = FrozenJob(genome, head, data.train, data.val, cfg)
+    metrics, epochs = fit(job, data.task, data.train.labels, data.val.labels, cfg, rng)
+    return TrainResult(head, metrics, epochs, time.perf_counter() - start)
+
+
+class FrozenFidelity:
+    """Heads alone on cached encoder features: one encoder pass per split, then every
+    genome trains in seconds."""
+
+    name = "frozen"
+    runs_encoder = False
+
+    def prepare(self, ctx: PrepareContext, split_name: str, split: Split) -> SplitFeatures:
+        return cached_split(
+            ctx.encoder, ctx.tokenizer, ctx.info, ctx.task, split_name, split, ctx.cache,
+            ctx.progress,
+        )  # fmt: skip
+
+    def disk_bytes(self, splits: list[Any]) -> int:
+        return cache_size_bytes(splits)
+
+    def train_config(self, base: TrainConfig) -> TrainConfig:
+        return base
+
+    def train(self, genome: Genome, data: SearchData, cfg: TrainConfig, seed: int) -> TrainResult:
+        return train_head(genome, data, cfg, seed)
+
+    def predict(
+        self, model: FusedModel, genome: Genome, split: SplitFeatures, cfg: TrainConfig
+    ) -> np.ndarray:
+        return predict(model.head, split, genome, cfg)
+
+    def release(self, split: SplitFeatures) -> None:
+        split.release()  # the next genome may read other layers: map only what it reads
+
+    def ship(self, split: SplitFeatures, put: Callable[[Any], Any]) -> dict[str, Any]:
+        # Workers open the cache's files (a shared filesystem on a multi-node cluster).
+        return {"paths": {k: str(s.path) for k, s in split.views.items()}, "labels": split.labels}
+
+    def receive(self, spec: dict[str, Any]) -> SplitFeatures:
+        views = {k: FeatureStore.open(Path(p)) for k, p in spec["paths"].items()}
+        return SplitFeatures(views, np.asarray(spec["labels"]))

@@ -1,0 +1,128 @@
+"""Run preparation: load and check the task data and encoder, cut the search splits, and
+prepare every split at the search's fidelity (for frozen fidelity, the feature cache)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from moohead.config import SearchConfig, deterministic_cuda, resolve_device
+from moohead.data import load_split, resolve_task, search_splits
+from moohead.encoder import load_encoder
+from moohead.features import CacheConfig
+from moohead.fidelity import Fidelity, PrepareContext, SearchData, get_fidelity
+from moohead.files import package_versions
+from moohead.genome import search_space
+from moohead.resume import identity
+from moohead.train import TrainConfig
+
+ProgressFn = Callable[[str, int], Callable[[int], None]]
+
+
+@dataclass
+class Workspace:
+    """Task, encoder and prepared splits of a search: what evaluations and reports read."""
+
+    cfg: SearchConfig
+    device: str
+    fidelity: Fidelity
+    data: SearchData
+    validation: dict[str, Any]
+    cache_seconds: float
+    cache_bytes: int
+    identity: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        """What the run's config records besides the config itself."""
+        return {
+            "identity": self.identity,
+            "device": self.device,
+            "encoder": asdict(self.data.info),
+            "task": asdict(self.data.task),
+            "examples": {"search-train": len(self.data.train), "search-val": len(self.data.val)}
+            | {k: len(v) for k, v in self.validation.items()},
+            "versions": package_versions(),
+            "cache_seconds": round(self.cache_seconds, 2),
+            "cache_bytes": self.cache_bytes,
+        }
+
+    def train_config(self) -> TrainConfig:
+        """The one place a search's training recipe is derived: its budget, at its
+        fidelity's recipe, on its device."""
+        cfg = self.cfg
+        base = TrainConfig(
+            batch_size=cfg.batch_size,
+            max_epochs=cfg.max_epochs,
+            patience=cfg.patience,
+            device=self.device,
+            lr_encoder=cfg.lr_encoder,
+        )
+        return self.fidelity.train_config(base)
+
+
+def space_signature(num_layers: int, is_pair: bool) -> dict[str, Any]:
+    """The search space as plain data: a resume must search the same space."""
+    return {
+        name: [type(var).__name__, getattr(var, "bounds", None), getattr(var, "options", None)]
+        for name, var in search_space(num_layers, is_pair).items()
+    }
+
+
+def prepare(
+    cfg: SearchConfig,
+    progress: ProgressFn | None = None,
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> Workspace:
+    """Load and check data and encoder, cut the search splits, and prepare every split.
+
+    Args:
+        progress: Feature-cache progress (``progress(description, total)`` returns a
+            callback given the examples done per batch).
+        check: Called with the search's identity once data and encoder are loaded and
+            before the (possibly long) feature pass; a resume refuses there.
+    """
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    if device == "cuda":
+        deterministic_cuda()
+    task = resolve_task(cfg.task, cfg.data_dir)
+    train = load_split(task, "train", cfg.data_dir)
+    validation = {s: load_split(task, s, cfg.data_dir) for s in task.validation_splits}
+    search_train, search_val = search_splits(train, cfg.max_train, cfg.val_fraction, cfg.seed)
+    encoder, tokenizer, info = load_encoder(cfg.model)
+    ident = identity(
+        cfg.to_dict(),
+        {
+            "encoder": info.fingerprint,
+            "data": {
+                "search-train": search_train.fingerprint(),
+                "search-val": search_val.fingerprint(),
+            }
+            | {name: split.fingerprint() for name, split in validation.items()},
+            "space": space_signature(info.num_layers, task.is_pair),
+        },
+    )
+    if check is not None:
+        check(ident)
+    encoder.to(device)
+
+    t0 = time.perf_counter()
+    fidelity = get_fidelity(cfg.fidelity)
+    cache = CacheConfig(cfg.features_dir, cfg.max_length, device=device)
+    ctx = PrepareContext(encoder, tokenizer, info, task, cache, progress)
+    train_s = fidelity.prepare(ctx, "search-train", search_train)
+    val_s = fidelity.prepare(ctx, "search-val", search_val)
+    valid_s = {name: fidelity.prepare(ctx, name, split) for name, split in validation.items()}
+    seconds = time.perf_counter() - t0
+    return Workspace(
+        cfg=cfg,
+        device=device,
+        fidelity=fidelity,
+        data=SearchData(task, encoder, info, train_s, val_s),
+        validation=valid_s,
+        cache_seconds=seconds,
+        cache_bytes=fidelity.disk_bytes([train_s, val_s, *valid_s.values()]),
+        identity=ident,
+    )

@@ -1,0 +1,126 @@
+"""Finalising a search on fake evaluations: front selection with re-timed latency,
+de-duplication, the baseline, failures, the written run and pruned weights. No model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from moohead.errors import MooheadError
+from moohead.evaluation import Cost, Evaluation
+from moohead.front import FrontSpec, best_baseline, finalize, front_document, select_front
+from moohead.genome import Genome, baseline
+from moohead.rundir import RunDir
+
+LAYERS = 6
+
+
+def ev(
+    i: int, genome: Genome, score: float, flops: int, latency: float = 1.0, ok: bool = True
+) -> Evaluation:
+    if not ok:
+        return Evaluation(id=i, genome=genome, status="failed", reason="diverged: loss is nan")
+    cost = Cost(flops=flops, params=100, head_params=10, latency_ms=latency)
+    return Evaluation(id=i, genome=genome, status="ok", metrics={"score": score}, cost=cost)
+
+
+def spec(
+    latency: dict[int, float] | None = None, objectives: tuple[str, ...] = ("score", "flops")
+) -> tuple[FrontSpec, list[list[Genome]]]:
+    """A FrontSpec whose re-timing returns ``latency[depth]`` (default 1 ms) and whose
+    validation score is the search-val score minus 0.01; records the re-timing calls."""
+    calls: list[list[Genome]] = []
+
+    def retime(genomes: list[Genome]) -> list[float]:
+        calls.append(genomes)
+        return [(latency or {}).get(g.depth, 1.0) for g in genomes]
+
+    def validate(e: Evaluation) -> dict[str, Any]:
+        return {"score": e.score - 0.01, "splits": {"validation": {"score": e.score - 0.01}}}
+
+    header = {"task": "sst2", "metric": "accuracy"}
+    return FrontSpec(objectives, LAYERS, retime, validate, header), calls
+
+
+def evaluations() -> list[Evaluation]:
+    return [
+        ev(0, baseline(LAYERS, 3e-4), 0.70, 6000),
+        ev(1, baseline(LAYERS, 1e-3), 0.75, 6000),  # the baseline at its best lr
+        ev(2, Genome(depth=1, pool="mean"), 0.72, 1000),  # cheap, on the front
+        ev(3, Genome(depth=2, pool="mean"), 0.71, 2000),  # dominated by 2
+        ev(4, Genome(depth=3, pool="attention"), 0.80, 3000),  # best, on the front
+        ev(5, Genome(depth=1, pool="max"), 0.0, 0, ok=False),
+        ev(6, Genome(depth=3, pool="attention", lr=3e-3), 0.80, 3000),  # a duplicate of 4
+    ]
+
+
+def test_best_baseline_takes_the_best_score_and_the_first_on_ties() -> None:
+    evals = evaluations()
+    assert best_baseline(evals, LAYERS).id == 1
+    tie = [*evals, ev(7, baseline(LAYERS, 3e-3), 0.75, 6000)]
+    assert best_baseline(tie, LAYERS).id == 1
+    with pytest.raises(MooheadError, match="baseline head failed"):
+        best_baseline(evals[2:], LAYERS)
+
+
+def test_front_keeps_non_dominated_heads_once_sorted_by_flops() -> None:
+    s, calls = spec()
+    evals = evaluations()
+    front, latency = select_front([e for e in evals if e.ok], s.objectives, s.retime, evals[1])
+    assert [e.id for e in front] == [2, 4]  # 3 dominated, 6 a duplicate, 0/1 dominated by 4
+    # the candidates and the baseline were re-timed in one call, each architecture once
+    assert len(calls) == 1 and len(calls[0]) == len({g.arch_key() for g in calls[0]})
+    assert set(latency) == {g.arch_key() for g in calls[0]}
+
+
+def test_re_timed_latency_decides_the_front() -> None:
+    """Archived latency says depth 3 is fast; re-timed together it is slower than depth 1
+    and so only its better score keeps it; a slower, worse head drops out."""
+    evals = [
+        ev(0, baseline(LAYERS, 1e-3), 0.70, 6000, latency=9.0),
+        ev(1, Genome(depth=1, pool="mean"), 0.72, 1000, latency=5.0),
+        ev(2, Genome(depth=2, pool="mean"), 0.71, 1000, latency=0.5),  # archived: fastest
+    ]
+    s, _ = spec(latency={1: 1.0, 2: 2.0, 6: 6.0}, objectives=("score", "latency"))
+    front, latency = select_front(evals, s.objectives, s.retime, evals[0])
+    assert [e.id for e in front] == [1]
+    assert latency[evals[2].genome.arch_key()] == 2.0
+
+
+def test_front_document_scores_on_validation_and_counts_failures(tmp_path: Path) -> None:
+    s, _ = spec()
+    history = [{"generation": 1}]
+    doc = front_document(evaluations(), history, s, RunDir(tmp_path))
+    assert doc["task"] == "sst2" and doc["objectives"] == ["score", "flops"]
+    assert doc["evaluations"] == 7 and doc["failed"] == 1
+    assert doc["failures"] == {"diverged: loss is nan": 1}
+    assert doc["baseline"]["id"] == 1 and doc["history"] == history
+    entry = doc["front"][1]
+    assert entry["id"] == 4 and entry["validation"] == pytest.approx(0.79)
+    assert entry["score"] == 0.80 and entry["flops"] == 3000 and entry["weights"] == "heads/4.pt"
+
+
+def test_finalize_writes_the_run_and_keeps_only_front_weights(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    for i in range(7):
+        if i != 5:
+            run.heads.save(i, {"w": torch.zeros(1)})
+    s, _ = spec()
+    doc = finalize(evaluations(), [], s, run)
+    assert run.read_front() == doc
+    assert run.plot_path.stat().st_size > 0
+    assert sorted(int(p.stem) for p in (tmp_path / "heads").glob("*.pt")) == [1, 2, 4]
+
+
+def test_front_prints_failures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import run_cli
+
+    s, _ = spec()
+    run = RunDir(tmp_path / "run")
+    run.write_front(front_document(evaluations(), [], s, run))
+    code, out, _ = run_cli(["front", str(run.path)], capsys)
+    assert code == 0
+    assert "1 of 7 evaluations failed: 1x diverged: loss is nan" in " ".join(out.split())
