@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from moohead import batching
 from moohead.features import FeatureStore, PooledStore, SplitFeatures
 from moohead.genome import Genome
 from moohead.heads import Head, build_head
@@ -156,16 +157,9 @@ def bucketed_batches(
 def in_length_order(
     lengths: np.ndarray, batch_size: int, run: Callable[[np.ndarray], torch.Tensor]
 ) -> np.ndarray:
-    """``run`` on length-sorted batches of example indices (little padding); the outputs
-    come back as float32 rows in the examples' own order."""
-    order = np.argsort(lengths, kind="stable")
-    outputs = [
-        run(order[start : start + batch_size]).float().cpu().numpy()
-        for start in range(0, len(order), batch_size)
-    ]
-    result = np.empty((len(order), outputs[0].shape[1]), dtype=np.float32)
-    result[order] = np.concatenate(outputs)
-    return result
+    """``batching.in_length_order`` for a ``run`` returning tensors: the outputs come back
+    as float32 rows in the examples' own order."""
+    return batching.in_length_order(lengths, batch_size, lambda b: run(b).float().cpu().numpy())
 
 
 def predict(head: Head, features: SplitFeatures, genome: Genome, cfg: TrainConfig) -> np.ndarray:
