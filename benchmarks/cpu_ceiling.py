@@ -35,13 +35,14 @@ import onnx
 import onnxruntime as ort
 import torch
 from common import write_result
-from moohead.export.bench import bench_feeds, cpu_timer, time_runs
+from moohead.export.bench import cpu_timer, time_runs
 from moohead.export.config import BenchConfig
 from moohead.export.model_dir import read_manifest
 from moohead.export.optimize import quantize_int8
 from moohead.export.runtime import make_session
 from onnx import TensorProto, helper, numpy_helper
 
+from moohead.batching import dummy_inputs
 from moohead.encoder import load_encoder
 
 TOKENS = 128  # batch 1 at length 128: the shape the targets are set at
@@ -188,7 +189,7 @@ def op_profile(path: Path, threads: int, runs: int = 50) -> dict[str, float]:
     opts.enable_profiling = True
     opts.profile_file_prefix = str(path.parent / "ceiling-profile")
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    feeds = bench_feeds([i.name for i in session.get_inputs()], 30000, 1, TOKENS)
+    feeds = dummy_inputs([i.name for i in session.get_inputs()], 1, TOKENS, 30000)
     for _ in range(runs):
         session.run(None, feeds)
     trace = Path(session.end_profiling())

@@ -20,24 +20,10 @@ from moohead.export.config import BenchConfig
 from moohead.export.model_dir import read_manifest
 from moohead.export.runtime import make_session, providers_for
 
+from moohead.batching import dummy_inputs, input_names
 from moohead.errors import MooheadError
 
 Feeds = dict[str, np.ndarray]
-
-
-def bench_feeds(names: list[str], vocab: int, batch: int, length: int, seed: int = 0) -> Feeds:
-    """Unpadded random ids; a siamese model's two sides get half the tokens each."""
-    rng = np.random.default_rng(seed)
-    side = max(2, length // 2) if any(n.endswith("_b") for n in names) else length
-    feeds: Feeds = {}
-    for name in names:
-        if name.startswith("input_ids"):
-            feeds[name] = rng.integers(5, vocab, size=(batch, side), dtype=np.int64)
-        elif name.startswith("attention_mask"):
-            feeds[name] = np.ones((batch, side), dtype=np.int64)
-        else:
-            feeds[name] = np.zeros((batch, side), dtype=np.int64)
-    return feeds
 
 
 def time_runs(
@@ -193,14 +179,12 @@ def bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any
             cfg.model_dir / doc["variants"][v]["file"], providers, threads
         )
     vocab = int((doc.get("encoder") or {}).get("vocab_size", 1000))
-    names = [
-        f"{n}{s}" for s in (("", "_b") if doc.get("siamese") else ("",)) for n in doc["inputs"]
-    ]
+    names = input_names(doc["inputs"], bool(doc.get("siamese")))
     rows: list[dict[str, Any]] = []
     max_length = int(doc["max_length"])
     for length in sorted({min(n, max_length) for n in cfg.seq_lens}):
         for batch in cfg.batch_sizes:
-            feeds = bench_feeds(names, vocab, batch, length)
+            feeds = dummy_inputs(names, batch, length, vocab)
             flops = torch_runner.flops(feeds) if torch_runner and not cuda else 0
             for name, runner in runners.items():
                 timer = runner.timer() if isinstance(runner, TorchRunner) else cpu_timer

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from moohead.export.model_dir import TOKENIZER_FILE, read_manifest, variant_path
 
+from moohead.batching import SECOND, in_length_order, pad
 from moohead.config import DEVICES
 from moohead.errors import MooheadError
 
@@ -142,18 +143,8 @@ class Encoder:
         )
 
     def _pad(self, encodings: list[Any], suffix: str = "") -> dict[str, np.ndarray]:
-        width = max(len(e.ids) for e in encodings)
-        arrays = {
-            "input_ids": np.zeros((len(encodings), width), dtype=np.int64),
-            "attention_mask": np.zeros((len(encodings), width), dtype=np.int64),
-            "token_type_ids": np.zeros((len(encodings), width), dtype=np.int64),
-        }
-        for i, e in enumerate(encodings):
-            n = len(e.ids)
-            arrays["input_ids"][i, :n] = e.ids
-            arrays["attention_mask"][i, :n] = 1
-            arrays["token_type_ids"][i, :n] = e.type_ids
-            self.truncated += bool(e.overflowing)
+        arrays = pad([e.ids for e in encodings], [e.type_ids for e in encodings], pad_id=0)
+        self.truncated += sum(bool(e.overflowing) for e in encodings)
         return {f"{name}{suffix}": arrays[name] for name in self.side_inputs}
 
     def __call__(self, texts: Sequence[Text]) -> dict[str, np.ndarray]:
@@ -167,7 +158,7 @@ class Encoder:
         second = [str(t[1]) for t in texts]
         if self.siamese:
             return self._pad(self.tokenizer.encode_batch(first)) | self._pad(
-                self.tokenizer.encode_batch(second), "_b"
+                self.tokenizer.encode_batch(second), SECOND
             )
         return self._pad(self.tokenizer.encode_batch(list(zip(first, second, strict=True))))
 
@@ -225,15 +216,12 @@ class OnnxClassifier:
             raise MooheadError(f"batch size must be at least 1, not {batch_size}")
         if not texts:
             return np.zeros((0, int(self.doc["task"]["num_labels"])), dtype=np.float32)
-        order = np.argsort([text_length(t) for t in texts], kind="stable")
-        out: list[np.ndarray] = []
-        for start in range(0, len(order), batch_size):
-            batch = [texts[i] for i in order[start : start + batch_size]]
-            feeds = self.encoder(batch)
-            out.append(self.session.run(None, {k: feeds[k] for k in self.input_names})[0])
-        result = np.empty((len(texts), out[0].shape[1]), dtype=np.float32)
-        result[order] = np.concatenate(out).astype(np.float32)
-        return result
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            feeds = self.encoder([texts[i] for i in batch])
+            return self.session.run(None, {k: feeds[k] for k in self.input_names})[0]
+
+        return in_length_order([text_length(t) for t in texts], batch_size, run)
 
     def predict(self, texts: Sequence[Text], batch_size: int = 32) -> list[Prediction]:
         """Labels and probabilities (or regression scores) for ``texts``."""

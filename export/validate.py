@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from moohead.export.runtime import Encoder, text_length
 
+from moohead.batching import SECOND, in_original_order, length_batches, pad
 from moohead.data import Split
 from moohead.errors import MooheadError
 from moohead.fused import FusedModel
@@ -42,18 +43,22 @@ def gate_lengths(max_length: int) -> list[int]:
 
 
 def random_feeds(model: FusedModel, batch: int, length: int, rng: np.random.Generator) -> Feeds:
-    """Random ids with a padded tail on every row but the first (so padding is exercised)."""
+    """Random ids with a padded tail on every row but the first (so padding is exercised),
+    padded as the runtime pads; token types are 0 on a row's first half and 1 after, as
+    in a pair."""
     vocab = int(getattr(model.encoder.config, "vocab_size", 1000))
     feeds: Feeds = {}
-    for suffix in ("", "_b") if model.siamese else ("",):
+    for suffix in ("", SECOND) if model.siamese else ("",):
         rows = rng.integers(1, length + 1, size=batch)
         rows[0] = length
-        mask = (np.arange(length)[None, :] < rows[:, None]).astype(np.int64)
-        feeds[f"input_ids{suffix}"] = rng.integers(5, vocab, size=(batch, length)) * mask
-        feeds[f"attention_mask{suffix}"] = mask
-        if model.uses_token_type_ids:
-            half = (np.arange(length)[None, :] >= rows[:, None] // 2).astype(np.int64)
-            feeds[f"token_type_ids{suffix}"] = half * mask
+        ids = rng.integers(5, vocab, size=(batch, length))
+        types = [[0] * (n // 2) + [1] * (n - n // 2) for n in rows]
+        side = pad(
+            [ids[i, :n].tolist() for i, n in enumerate(rows)],
+            types if model.uses_token_type_ids else None,
+            pad_id=0,
+        )
+        feeds |= {f"{name}{suffix}": array for name, array in side.items()}
     return feeds
 
 
@@ -94,19 +99,15 @@ def validation_feeds(
     texts: list[Any] = (
         list(split.texts[0]) if len(split.texts) == 1 else list(zip(*split.texts, strict=True))
     )
-    order = np.argsort([text_length(t) for t in texts], kind="stable")
     return [
         (idx, encoder([texts[i] for i in idx]))
-        for idx in (order[s : s + batch_size] for s in range(0, len(order), batch_size))
+        for idx in length_batches([text_length(t) for t in texts], batch_size)
     ]
 
 
-def split_outputs(batches: list[tuple[np.ndarray, Feeds]], run: Any, n: int) -> np.ndarray:
-    parts = [(idx, run(feeds)) for idx, feeds in batches]
-    out = np.empty((n, parts[0][1].shape[1]), dtype=np.float32)
-    for idx, values in parts:
-        out[idx] = values
-    return out
+def split_outputs(batches: list[tuple[np.ndarray, Feeds]], run: Any) -> np.ndarray:
+    """``run`` on each batch's feeds, as float32 rows in the split's order."""
+    return in_original_order([idx for idx, _ in batches], [run(feeds) for _, feeds in batches])
 
 
 @dataclass
@@ -125,8 +126,7 @@ class ValidationRun:
     ) -> ValidationRun:
         batches = {name: validation_feeds(encoder, s, 64) for name, s in splits.items()}
         outputs = {
-            name: split_outputs(b, lambda f: run_torch(model, f), len(splits[name]))
-            for name, b in batches.items()
+            name: split_outputs(b, lambda f: run_torch(model, f)) for name, b in batches.items()
         }
         return cls(task, splits, batches, outputs, cls._metrics(task, splits, outputs))
 
@@ -140,7 +140,7 @@ class ValidationRun:
     def score_session(self, session: Any) -> tuple[float, int]:
         """The session's validation score and how many predictions differ from PyTorch's."""
         outputs = {
-            name: split_outputs(b, lambda f: run_ort(session, f), len(self.splits[name]))
+            name: split_outputs(b, lambda f: run_ort(session, f))
             for name, b in self.batches.items()
         }
         differ = 0

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from moohead.batching import length_batches, pad
 from moohead.data import Split
 from moohead.encoder import EncoderInfo
 from moohead.genome import Genome
@@ -217,31 +218,25 @@ def encode_view(
     types: list[list[int]] | None = enc.get("token_type_ids") if use_token_types else None
     n = len(ids)
     lengths = np.array([len(x) for x in ids], dtype=np.int32)
-    order = np.argsort(lengths, kind="stable")  # length-sorted batches waste no compute on padding
+    batches = length_batches(lengths, cfg.batch_size)  # little compute is spent on padding
+    # Examples are written batch after batch, so their rows lie on disk in this order.
+    order = np.concatenate([np.zeros(0, dtype=np.int64), *batches])
     offsets = np.zeros(n, dtype=np.int64)
     offsets[order] = np.concatenate([[0], np.cumsum(lengths[order])[:-1]])
     num_states = encoder.config.num_hidden_layers + 1
     files = [open(out_dir / f"state_{s:02d}.f16", "wb") for s in range(num_states)]  # noqa: SIM115
-    pad = tokenizer.pad_token_id or 0
+    pad_id = tokenizer.pad_token_id or 0
     try:
         with torch.inference_mode():
-            for start in range(0, n, cfg.batch_size):
-                batch = order[start : start + cfg.batch_size]
-                t = int(lengths[batch].max())
-                input_ids = torch.full((len(batch), t), pad, dtype=torch.long)
-                mask = torch.zeros((len(batch), t), dtype=torch.long)
-                token_types = torch.zeros((len(batch), t), dtype=torch.long)
-                for row, i in enumerate(batch):
-                    input_ids[row, : lengths[i]] = torch.tensor(ids[i])
-                    mask[row, : lengths[i]] = 1
-                    if types is not None:
-                        token_types[row, : lengths[i]] = torch.tensor(types[i])
-                kwargs = {"input_ids": input_ids, "attention_mask": mask}
-                if types is not None:
-                    kwargs["token_type_ids"] = token_types
-                kwargs = {k: v.to(cfg.device) for k, v in kwargs.items()}
+            for batch in batches:
+                arrays = pad(
+                    [ids[i] for i in batch],
+                    None if types is None else [types[i] for i in batch],
+                    pad_id,
+                )
+                kwargs = {k: torch.from_numpy(v).to(cfg.device) for k, v in arrays.items()}
                 hidden = encoder(**kwargs, output_hidden_states=True).hidden_states
-                keep = mask.bool().to(cfg.device)
+                keep = kwargs["attention_mask"].bool()
                 for s, state in enumerate(hidden):
                     files[s].write(state[keep].to(torch.float16).cpu().numpy().tobytes())
                 if progress is not None:

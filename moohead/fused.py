@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from moohead import batching
 from moohead.encoder import EncoderInfo, truncate
 from moohead.genome import Genome
 from moohead.heads import Head, build_head
@@ -36,9 +37,7 @@ class FusedModel(nn.Module):
 
     @property
     def input_names(self) -> list[str]:
-        if self.siamese:
-            return self.side_names + [f"{n}_b" for n in self.side_names]
-        return self.side_names
+        return batching.input_names(self.side_names, self.siamese)
 
     def _states(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         kwargs = dict(zip(self.side_names, inputs, strict=True))
@@ -88,26 +87,11 @@ def load_trained_state(model: FusedModel, state: dict[str, Any]) -> None:
 def reference_inputs(
     model: FusedModel, batch: int, length: int, device: str = "cpu"
 ) -> tuple[torch.Tensor, ...]:
-    """A fixed, padding-free input for FLOPs and latency.
-
-    A siamese head encodes each sentence on its own, so each side gets half the tokens of
-    the joint reference: the same text, measured the way each head reads it.
-    """
-    side = max(2, length // 2) if model.siamese else length
-    gen = torch.Generator().manual_seed(0)
+    """A fixed, padding-free input for FLOPs and latency (``batching.dummy_inputs``, seed 0):
+    the input ``moohead bench`` times, too."""
     vocab = int(getattr(model.encoder.config, "vocab_size", 1000))
-
-    def one_side() -> list[torch.Tensor]:
-        tensors = [
-            torch.randint(5, vocab, (batch, side), generator=gen),
-            torch.ones(batch, side, dtype=torch.long),
-        ]
-        if model.uses_token_type_ids:
-            tensors.append(torch.zeros(batch, side, dtype=torch.long))
-        return [t.to(device) for t in tensors]
-
-    sides = one_side() + (one_side() if model.siamese else [])
-    return tuple(sides)
+    feeds = batching.dummy_inputs(model.input_names, batch, length, vocab)
+    return tuple(torch.from_numpy(feeds[name]).to(device) for name in model.input_names)
 
 
 class ModelFactory:

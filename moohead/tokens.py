@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from moohead.batching import pad
 from moohead.data import Split
 from moohead.features import views_for
 from moohead.tasks import Task
@@ -31,18 +32,9 @@ class TokenView:
 
     def batch(self, indices: np.ndarray, device: str) -> list[torch.Tensor]:
         """``[input_ids, attention_mask(, token_type_ids)]`` padded to the batch's longest."""
-        width = max(len(self.ids[i]) for i in indices)
-        ids = torch.full((len(indices), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(indices), width), dtype=torch.long)
-        types = torch.zeros((len(indices), width), dtype=torch.long)
-        for row, i in enumerate(indices):
-            n = len(self.ids[i])
-            ids[row, :n] = torch.tensor(self.ids[i])
-            mask[row, :n] = 1
-            if self.types is not None:
-                types[row, :n] = torch.tensor(self.types[i])
-        out = [ids, mask] + ([types] if self.types is not None else [])
-        return [t.to(device) for t in out]
+        types = None if self.types is None else [self.types[i] for i in indices]
+        arrays = pad([self.ids[i] for i in indices], types, self.pad_id)
+        return [torch.from_numpy(a).to(device) for a in arrays.values()]
 
 
 @dataclass

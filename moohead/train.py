@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from moohead import batching
 from moohead.heads import Head
 from moohead.metrics import compute_metrics
 from moohead.tasks import Task
@@ -102,16 +103,9 @@ def bucketed_batches(
 def in_length_order(
     lengths: np.ndarray, batch_size: int, run: Callable[[np.ndarray], torch.Tensor]
 ) -> np.ndarray:
-    """``run`` on length-sorted batches of example indices (little padding); the outputs
-    come back as float32 rows in the examples' own order."""
-    order = np.argsort(lengths, kind="stable")
-    outputs = [
-        run(order[start : start + batch_size]).float().cpu().numpy()
-        for start in range(0, len(order), batch_size)
-    ]
-    result = np.empty((len(order), outputs[0].shape[1]), dtype=np.float32)
-    result[order] = np.concatenate(outputs)
-    return result
+    """``batching.in_length_order`` for a ``run`` returning tensors: the outputs come back
+    as float32 rows in the examples' own order."""
+    return batching.in_length_order(lengths, batch_size, lambda b: run(b).float().cpu().numpy())
 
 
 def _loss(task: Task, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -203,7 +197,3 @@ def fit(
             job.head.mlp.classifier.bias.mul_(scale).add_(shift)
     job.module.eval()
     return best_metrics, epoch
-
-
-def state_dict_cpu(module: nn.Module) -> dict[str, Any]:
-    return {k: v.detach().cpu() for k, v in module.state_dict().items()}

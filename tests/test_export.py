@@ -11,13 +11,14 @@ import onnx
 import pytest
 import torch
 from conftest import finished_search, run_cli
-from moohead.export.bench import bench_feeds, io_binding
+from moohead.export.bench import io_binding
 from moohead.export.config import ExportConfig
 from moohead.export.onnx_export import export_onnx
 from moohead.export.pipeline import export_run
 from moohead.export.runtime import OnnxClassifier, make_session
 from moohead.export.validate import ParityError, logit_parity
 
+from moohead.batching import dummy_inputs
 from moohead.encoder import load_encoder, truncate
 from moohead.fused import FusedModel
 from moohead.genome import baseline
@@ -181,7 +182,7 @@ def test_io_binding_runs_what_session_run_runs(model_dir: Path) -> None:
     """The GPU benchmark's binding code, bound to the CPU: same logits as a plain run, and
     the binding can be run again and again (the timed loop reuses it)."""
     session = make_session(model_dir / "model.onnx", ["CPUExecutionProvider"])
-    feeds = bench_feeds([i.name for i in session.get_inputs()], 50, batch=3, length=8)
+    feeds = dummy_inputs([i.name for i in session.get_inputs()], batch=3, length=8, vocab=50)
     binding = io_binding(session, feeds, "cpu")
     expected = session.run(None, feeds)[0]
     for _ in range(2):

@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import finished_search
-from moohead.export.bench import OrtRunner, bench, bench_feeds
+from moohead.export.bench import OrtRunner, bench
 from moohead.export.config import BenchConfig, ExportConfig
 from moohead.export.pipeline import export_run
 from moohead.export.runtime import OnnxClassifier, cuda_available, make_session
+
+from moohead.batching import dummy_inputs
 
 pytestmark = [
     pytest.mark.gpu,
@@ -35,7 +37,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_cuda_io_binding_matches_cpu(model_dir: Path, variant: str) -> None:
     runner = OrtRunner(model_dir / variant, CUDA, threads=None)
     assert runner.session.get_providers()[0] == "CUDAExecutionProvider"
-    feeds = bench_feeds(runner.names, 50, batch=4, length=16)
+    feeds = dummy_inputs(runner.names, batch=4, length=16, vocab=50)
     run = runner.prepare(feeds)
     run()
     run()  # the binding is reused by the timed loop
