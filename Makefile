@@ -38,5 +38,21 @@ unit: install
 
 test: lint unit
 
+# Mutation testing of the pure modules (genome, front, pick, metrics, tasks, data) against
+# their fast unit tests; modules and tests are named in pyproject.toml [tool.mutmut].
+# A few minutes on 2 cores; not part of `make test`. Scores: benchmarks/results/mutation.json.
+MUTATION_LOG ?= mutants-run.log
+
+.PHONY: mutation
+
+$(VENV)/.mutmut: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[mutation]'
+	touch $@
+
+mutation: $(VENV)/.mutmut
+	rm -rf mutants
+	$(VENV)/bin/mutmut run > $(MUTATION_LOG) 2>&1 || { tail -c 3000 $(MUTATION_LOG); exit 1; }
+	$(PY) benchmarks/mutation_score.py
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

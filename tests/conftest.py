@@ -144,3 +144,69 @@ def finished_search(root: Path) -> Path:
     run_search(cfg)
     main(["pick", str(cfg.out), "--knee"])
     return cfg.out
+
+
+# A metric bound that lets any drop pass: for fixtures that export a near-chance tiny model
+# only to serve or time it. The int8/fp16 metric gate itself is tested at its default
+# threshold on hand-set heads (gate_run below; test_export.py, test_ort_cuda.py).
+NO_METRIC_GATE = 1.0
+GATE_EXAMPLES = 400  # validation rows for the hand-set heads
+
+
+def gate_run(run_dir: Path, dest: Path, flips: str) -> tuple[Path, int]:
+    """A copy of a finished sst2 run whose baseline head is set by hand so that the fused
+    model answers "positive" (class 1) for every input in fp32, and its ``flips`` variant
+    ("int8" or "fp16") provably answers "negative" for every input while the other derived
+    variants agree with fp32. Returns the copy and the head's id.
+
+    The hidden layer has zero weights and bias (20, 0, ..., 0): its output is
+    h = tanh(bias) = (1, 0, ..., 0) whatever the encoder computes, so the metric of every
+    variant is known from the labels alone.
+
+    - ``int8``: classifier weights w[1][0] = 0.3 and w[0][1] = w[1][1] = 127, bias (0.2, 0):
+      logits (0.2, 0.3) in fp32. Dynamic int8 quantises each output column with scale
+      max|w| / 127 = 1, so 0.3 becomes 0: logits (0.2, 0.0). h[1] = 0, so the 127s never
+      reach a logit; fp16 keeps 0.3 as 0.2998: no flip.
+    - ``fp16``: zero classifier weights, bias (1000, 1000.125): fp16's spacing at 1000 is
+      0.5, so both biases become 1000 and the logits tie; argmax takes the first class.
+      The int8 graph keeps biases in float32: no flip.
+    """
+    import shutil
+
+    import torch
+
+    from moohead.genome import Genome
+    from moohead.heads import build_head
+    from moohead.rundir import RunDir
+
+    shutil.copytree(run_dir, dest)
+    entry = RunDir(dest).read_front()["baseline"]
+    genome = Genome.from_dict(entry["genome"])
+    assert genome.mlp_layers == 1 and genome.pair == "joint", genome
+    head = build_head(genome, tiny_config().hidden_size, 2)
+    hidden, classifier = head.mlp.blocks[0][0], head.mlp.classifier
+    with torch.no_grad():
+        hidden.weight.zero_()
+        hidden.bias.zero_()
+        hidden.bias[0] = 20.0
+        classifier.weight.zero_()
+        if flips == "int8":
+            classifier.weight[1, 0] = 0.3
+            classifier.weight[:, 1] = 127.0
+            classifier.bias.copy_(torch.tensor([0.2, 0.0]))
+        elif flips == "fp16":
+            classifier.bias.copy_(torch.tensor([1000.0, 1000.125]))
+        else:
+            raise ValueError(flips)
+    torch.save(head.state_dict(), dest / entry["weights"])
+    return dest, int(entry["id"])
+
+
+def gate_validation(root: Path, positives: int) -> Path:
+    """``root/sst2/validation.tsv`` with GATE_EXAMPLES rows, the first ``positives`` of them
+    labelled 1: a model that always answers 1 scores positives / GATE_EXAMPLES, one that
+    always answers 0 the rest."""
+    (root / "sst2").mkdir(parents=True)
+    rows = [f"{WORDS[i % len(WORDS)]} film\t{int(i < positives)}" for i in range(GATE_EXAMPLES)]
+    (root / "sst2" / "validation.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    return root

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from conftest import require_shared_glue
 
-from moohead.data import load_split, resolve_task, search_splits
+from moohead.data import Split, load_split, resolve_task, search_splits
 from moohead.errors import MooheadError
-from moohead.tasks import GLUE_TASKS
+from moohead.tasks import GLUE_TASKS, Task
 
 
 def test_glue_tasks_are_complete() -> None:
@@ -121,3 +121,262 @@ def test_hub_failure_says_how_to_use_local_data(
         MooheadError, match=r"could not load nyu-mll/glue/rte \[train\].*--data-dir"
     ):
         load_split(GLUE_TASKS["rte"], "train", None)
+
+
+# --- tasks --------------------------------------------------------------------------------
+
+
+def test_task_properties() -> None:
+    mrpc, stsb, cola, mnli = (GLUE_TASKS[n] for n in ("mrpc", "stsb", "cola", "mnli"))
+    assert mrpc.is_pair and not mrpc.is_regression and not cola.is_pair
+    assert stsb.is_regression and stsb.is_pair
+    assert mrpc.metric_name == "f1/accuracy" and cola.metric_name == "mcc"
+    assert stsb.metric_name == "pearson/spearman"
+    assert mrpc.columns == ("sentence1", "sentence2", "label")
+    assert cola.columns == ("sentence", "label")
+    assert mnli.labels == ["entailment", "neutral", "contradiction"]
+    assert stsb.labels == []  # regression: no classes
+    assert mnli.validation_splits == ("validation_matched", "validation_mismatched")
+    assert cola.validation_splits == ("validation",)
+
+
+def test_task_labels_default_to_class_ids() -> None:
+    custom = Task("spam", ("sentence",), 3, ("accuracy",))
+    assert custom.labels == ["0", "1", "2"]
+    assert Task("x", ("text",), 2, ("accuracy",), label_column="y").columns == ("text", "y")
+    assert Task("r", ("a", "b"), 1, ("pearson",), label_names=("ignored",)).labels == []
+
+
+# --- Split --------------------------------------------------------------------------------
+
+
+def test_split_subset_keeps_the_requested_order() -> None:
+    split = Split((["a", "b", "c", "d"], ["w", "x", "y", "z"]), np.array([0, 1, 0, 1]))
+    sub = split.subset(np.array([3, 0]))
+    assert sub.texts == (["d", "a"], ["z", "w"]) and sub.labels.tolist() == [1, 0]
+    assert len(split) == 4 and len(sub) == 2
+
+
+def test_fingerprint_is_stable_and_follows_the_texts() -> None:
+    split = Split((["a fine film", "dull"],), np.array([1, 0]))
+    # Caches on disk are keyed by this value: it must not change between versions. It is
+    # sha1("a fine film" NUL "dull" NUL 0x01)[:16]: texts NUL-ended, columns 0x01-ended.
+    assert split.fingerprint() == "6bb2e8ff47aacde8"
+    assert Split((["a fine film", "dull"],), np.array([0, 0])).fingerprint() == split.fingerprint()
+    assert Split((["a fine film", "dull."],), np.array([1, 0])).fingerprint() != split.fingerprint()
+    # Text and column boundaries count: ("ab", "c") is not ("a", "bc"), nor one column two.
+    ab_c = Split((["ab", "c"],), np.array([0, 0])).fingerprint()
+    assert ab_c != Split((["a", "bc"],), np.array([0, 0])).fingerprint()
+    assert (
+        Split((["a"], ["b"]), np.array([0])).fingerprint()
+        != Split((["a", "b"],), np.array([0, 0])).fingerprint()
+    )
+    # Lone surrogates (possible in scraped text) hash instead of raising.
+    assert len(Split((["bad \ud800 text"],), np.array([0])).fingerprint()) == 16
+
+
+# --- reading files ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", ["tsv", "csv", "jsonl"])
+def test_numeric_looking_text_stays_text(tmp_path: Path, ext: str) -> None:
+    """'007' and '1e3' are sentences, not numbers: no type inference on the text."""
+    folder = tmp_path / "sst2"
+    folder.mkdir()
+    rows = [("007", 1), ("1e3", 0), ("12", 1)]  # every row numeric-looking: no object column
+    if ext == "jsonl":
+        text = "\n".join(json.dumps({"sentence": s, "label": y}) for s, y in rows)
+    else:
+        sep = "\t" if ext == "tsv" else ","
+        text = f"sentence{sep}label\n" + "".join(f"{s}{sep}{y}\n" for s, y in rows)
+    (folder / f"train.{ext}").write_text(text)
+    split = load_split(GLUE_TASKS["sst2"], "train", tmp_path)
+    assert split.texts[0] == ["007", "1e3", "12"]
+    assert split.labels.tolist() == [1, 0, 1]
+
+
+def test_empty_and_unreadable_files_name_the_file(tmp_path: Path) -> None:
+    _write(tmp_path, "sst2", "")
+    path = tmp_path / "sst2" / "train.tsv"
+    with pytest.raises(MooheadError, match=r"train.tsv is empty; it needs a header row"):
+        load_split(GLUE_TASKS["sst2"], "train", tmp_path)
+    path.unlink()
+    (tmp_path / "sst2" / "train.parquet").write_bytes(b"not a parquet file")
+    with pytest.raises(MooheadError, match=r"^cannot read .*train\.parquet: ") as exc:
+        load_split(GLUE_TASKS["sst2"], "train", tmp_path)
+    assert "\n" not in str(exc.value)
+
+
+def test_file_format_preference_is_tsv_first(tmp_path: Path) -> None:
+    _write(tmp_path, "sst2", "sentence\tlabel\nfrom tsv\t1\n")
+    (tmp_path / "sst2" / "train.csv").write_text("sentence,label\nfrom csv,0\n")
+    assert load_split(GLUE_TASKS["sst2"], "train", tmp_path).texts[0] == ["from tsv"]
+
+
+@pytest.mark.parametrize(
+    ("task", "text", "message"),
+    [
+        ("sst2", "sentence\tlabel\nfine\t2\nok\t1\n", r"train.tsv: label 2 in row 1 is outside 0..1$"),
+        ("sst2", "sentence\tlabel\nfine\t1\nok\t-1\n", r"train.tsv: label -1 in row 2 is outside 0..1$"),
+        ("mnli", "premise\thypothesis\tlabel\na\tb\t1\nc\td\t3\n", r"label 3 in row 2 is outside 0..2$"),
+        ("sst2", "sentence\tlabel\nfine\t1\nok\t0.5\n", r"train.tsv: class labels must be integers, found 0.5$"),
+        ("sst2", "sentence\tlabel\nfine\t1\nok\tinf\n", r"train.tsv: label in row 2 is not a finite number$"),
+        ("sst2", "sentence\tlabel\nfine\tpositive\n", r"train.tsv: unparsable label .*; labels must be numbers$"),
+        ("sst2", "text\tlabel\nfine\t1\n", r"train.tsv is missing column\(s\) sentence; expected sentence, label \(the hub's column names\)$"),
+        ("mrpc", "sentence1\tlabel\na\t1\n", r"is missing column\(s\) sentence2; expected sentence1, sentence2, label"),
+        ("mrpc", "x\ty\n", r"is missing column\(s\) sentence1, sentence2, label;"),
+    ],
+)  # fmt: skip
+def test_label_and_column_errors_say_where(
+    tmp_path: Path, task: str, text: str, message: str
+) -> None:
+    with pytest.raises(MooheadError, match=message):
+        load_split(GLUE_TASKS[task], "train", _write(tmp_path, task, text))
+
+
+def test_labels_have_the_right_type(tmp_path: Path) -> None:
+    cls = load_split(
+        GLUE_TASKS["sst2"], "train", _write(tmp_path, "sst2", "sentence\tlabel\na\t1.0\nb\t 0 \n")
+    )
+    assert cls.labels.dtype == np.int64 and cls.labels.tolist() == [1, 0]
+    reg = load_split(
+        GLUE_TASKS["stsb"],
+        "train",
+        _write(tmp_path, "stsb", "sentence1\tsentence2\tlabel\na\tb\t2.5\nc\td\t4\n"),
+    )
+    assert reg.labels.dtype == np.float32 and reg.labels.tolist() == [2.5, 4.0]
+    assert reg.texts == (["a", "c"], ["b", "d"])
+
+
+# --- custom tasks -------------------------------------------------------------------------
+
+
+def test_custom_task_kinds_and_names(tmp_path: Path) -> None:
+    _write(tmp_path, "topics", "sentence\tlabel\na\t0\nb\t4\nc\t2\n")
+    _write(tmp_path, "para", "sentence1\tsentence2\tlabel\na\tb\t1\nc\td\t0\n")
+    _write(tmp_path, "score", "sentence\tlabel\na\t0.5\nb\t1\n")
+    topics, para, score = (resolve_task(n, tmp_path) for n in ("topics", "para", "score"))
+    assert topics == Task("topics", ("sentence",), 5, ("accuracy",))
+    assert para == Task("para", ("sentence1", "sentence2"), 2, ("accuracy",))
+    assert score == Task("score", ("sentence",), 1, ("pearson",))
+    assert resolve_task("sst2", tmp_path) is GLUE_TASKS["sst2"]  # GLUE names win
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("text\tlabel\na\t1\n", r"train.tsv has columns \['text', 'label'\]; a custom task needs sentence,label or sentence1,sentence2,label$"),
+        ("sentence\tlabel\na\tyes\n", r"train.tsv: labels must be numbers \("),
+        ("sentence\tlabel\n", r"train.tsv has no rows$"),
+        ("sentence\tlabel\na\t1\nb\t-2\n", r"train.tsv: class labels must be 0..K-1, found -2$"),
+    ],
+)  # fmt: skip
+def test_bad_custom_tasks_say_why(tmp_path: Path, text: str, message: str) -> None:
+    _write(tmp_path, "mine", text)
+    with pytest.raises(MooheadError, match=message):
+        resolve_task("mine", tmp_path)
+
+
+def test_unknown_task_lists_the_glue_tasks(tmp_path: Path) -> None:
+    known = "cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli"
+    with pytest.raises(MooheadError) as exc:
+        resolve_task("nope", None)
+    assert str(exc.value) == (
+        f"unknown task 'nope': use a GLUE task ({known}) or pass --data-dir DIR "
+        "with DIR/nope/train.tsv for a custom task"
+    )
+    with pytest.raises(MooheadError) as exc:
+        resolve_task("nope", tmp_path)
+    assert str(exc.value) == (
+        f"unknown task 'nope': not a GLUE task ({known}) and no custom task folder "
+        f"{tmp_path / 'nope'} with train.tsv and validation.tsv"
+    )
+
+
+# --- the hub ------------------------------------------------------------------------------
+
+
+def test_hub_split_is_read_by_name_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    calls = []
+
+    class FakeDataset:
+        def __init__(self, frame: pd.DataFrame) -> None:
+            self.frame = frame
+
+        def to_pandas(self) -> pd.DataFrame:
+            return self.frame
+
+    def fake_load(path: str, name: str, split: str) -> FakeDataset:
+        calls.append((path, name, split))
+        labels = [0, 1] if split == "train" else [0, 7]
+        return FakeDataset(
+            pd.DataFrame({"sentence1": ["a", "c"], "sentence2": ["b", "d"], "label": labels})
+        )
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    split = load_split(GLUE_TASKS["rte"], "train", None)
+    assert calls == [("nyu-mll/glue", "rte", "train")]
+    assert split.texts == (["a", "c"], ["b", "d"]) and split.labels.tolist() == [0, 1]
+    with pytest.raises(MooheadError, match=r"^nyu-mll/glue/rte/validation: label 7 in row 2"):
+        load_split(GLUE_TASKS["rte"], "validation", None)
+
+
+def test_hub_error_names_the_exception_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(datasets, "load_dataset", fail)
+    with pytest.raises(MooheadError) as exc:
+        load_split(GLUE_TASKS["cola"], "validation", None)
+    assert str(exc.value) == (
+        "could not load nyu-mll/glue/cola [validation] from the hub (ConnectionError); "
+        "pass --data-dir DIR with DIR/cola/validation.tsv"
+    )
+
+
+# --- search splits ------------------------------------------------------------------------
+
+
+def _split(n: int) -> Split:
+    return Split(([f"s{i}" for i in range(n)],), np.arange(n) % 2)
+
+
+def test_search_splits_sizes_and_order() -> None:
+    tr, va = search_splits(_split(10), None, 0.3, seed=0)
+    assert (len(tr), len(va)) == (7, 3)
+    # Each part keeps the file's order, and together they are the whole split.
+    for part in (tr, va):
+        idx = [int(t[1:]) for t in part.texts[0]]
+        assert idx == sorted(idx)
+        assert part.labels.tolist() == [i % 2 for i in idx]
+    assert sorted(tr.texts[0] + va.texts[0]) == sorted(_split(10).texts[0])
+    tr, va = search_splits(_split(10), 20, 0.5, seed=0)  # a cap above the size is no cap
+    assert (len(tr), len(va)) == (5, 5)
+
+
+def test_search_val_has_at_least_one_example() -> None:
+    tr, va = search_splits(_split(10), None, 0.01, seed=0)
+    assert (len(tr), len(va)) == (9, 1)
+
+
+def test_search_needs_two_training_examples() -> None:
+    tr, va = search_splits(_split(3), None, 0.2, seed=0)  # 1 for search-val, 2 to train
+    assert (len(tr), len(va)) == (2, 1)
+    with pytest.raises(MooheadError) as exc:
+        search_splits(_split(2), None, 0.2, seed=0)
+    assert str(exc.value) == (
+        "only 2 training examples: need at least 3 for a search (raise --max-train or add data)"
+    )
+    with pytest.raises(MooheadError, match="only 4 training examples: need at least 5"):
+        search_splits(_split(100), 4, 0.75, seed=0)  # the cap counts, not the file
+
+
+def test_search_splits_follow_the_seed_not_the_cap() -> None:
+    """The cap takes a prefix of one seeded permutation: a smaller cap is a subset."""
+    small = search_splits(_split(50), 20, 0.25, seed=5)
+    large = search_splits(_split(50), 40, 0.25, seed=5)
+    assert set(small[0].texts[0] + small[1].texts[0]) < set(large[0].texts[0] + large[1].texts[0])

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import finished_search
+from conftest import GATE_EXAMPLES, NO_METRIC_GATE, finished_search, gate_run, gate_validation
 from moohead.export.bench import OrtRunner, bench
 from moohead.export.config import BenchConfig, ExportConfig
 from moohead.export.pipeline import export_run
-from moohead.export.runtime import OnnxClassifier, cuda_available, make_session
+from moohead.export.runtime import OnnxClassifier, cuda_available, make_session, providers_for
+from moohead.export.validate import ParityError
 
 from moohead.batching import dummy_inputs
 
@@ -23,14 +24,39 @@ CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ort-cuda")
-    run = finished_search(root)
-    out = root / "model"
-    # The fp16 variant's gate runs on the CUDA provider here (the near-chance tiny encoder
-    # may flip a few of 64 answers, as in test_export).
-    export_run(ExportConfig(run, out, optimize=True, fp16=True, max_metric_drop=0.2), log=print)
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return finished_search(tmp_path_factory.mktemp("ort-cuda"))
+
+
+@pytest.fixture(scope="module")
+def model_dir(run_dir: Path) -> Path:
+    out = run_dir.parent / "model"
+    # A model to run on CUDA, not a test of the metric gate: the near-chance tiny encoder may
+    # flip a few of 64 answers in fp16. The gate on CUDA is tested at its default below.
+    cfg = ExportConfig(run_dir, out, optimize=True, fp16=True, max_metric_drop=NO_METRIC_GATE)
+    export_run(cfg, log=print)
     return out
+
+
+@pytest.mark.parametrize(("positives", "passes"), [(201, True), (204, False)])
+def test_fp16_gate_on_cuda_at_the_default_threshold(
+    run_dir: Path, tmp_path: Path, positives: int, passes: bool
+) -> None:
+    """A hand-set head whose fp16 graph flips every answer (conftest.gate_run): losing 0.5
+    points passes the default 1-point gate, losing 2 points is refused, on the CUDA provider."""
+    assert providers_for("auto")[0] == "CUDAExecutionProvider"  # what export_run gates fp16 on
+    run, head = gate_run(run_dir, tmp_path / "run", "fp16")
+    data = gate_validation(tmp_path / "data", positives)
+    cfg = ExportConfig(run, tmp_path / "model", id=head, fp16=True, data_dir=data)
+    if passes:
+        doc = export_run(cfg, log=print)
+        fp16 = next(g for g in doc["parity"] if g["variant"] == "fp16")
+        assert fp16["metric_drop"] == pytest.approx(0.005)
+        assert fp16["validation_predictions_differ"] == GATE_EXAMPLES
+    else:
+        with pytest.raises(ParityError, match=r"^the fp16 ONNX model fails the parity gate: "):
+            export_run(cfg, log=print)
+        assert not (tmp_path / "model").exists()
 
 
 @pytest.mark.parametrize("variant", ["model.onnx", "model_fp16.onnx"])

@@ -1,5 +1,6 @@
 """End-to-end search on the tiny encoder and synthetic data: run directory, front, determinism."""
 
+import itertools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -10,10 +11,25 @@ import torch
 
 from moohead.config import SearchConfig
 from moohead.errors import MooheadError
-from moohead.front import nondominated
-from moohead.genome import LEARNING_RATES, Genome, baseline
+from moohead.front import hypervolume, nondominated, normalised_objectives
+from moohead.genome import LEARNING_RATES, Genome, baseline, is_baseline_arch
 from moohead.rundir import RunDir
 from moohead.search import run_search
+
+
+def archive_hypervolume(records: list[dict], objectives: tuple[str, ...]) -> float:  # type: ignore[type-arg]
+    """Hypervolume of the finished evaluations in ``records``, recomputed from the archive:
+    costs relative to the best baseline's, against the reference (score 0, twice its cost)."""
+    ok = [r for r in records if r["status"] == "ok"]
+    base = max(
+        (r for r in ok if is_baseline_arch(Genome.from_dict(r["genome"]), 2)),
+        key=lambda r: (r["score"], -r["id"]),
+    )
+    rows = [{"score": r["score"], "flops": r["flops"], "latency": r["latency_ms"]} for r in ok]
+    ref = {"score": base["score"], "flops": base["flops"], "latency": base["latency_ms"]}
+    F = normalised_objectives(rows, objectives, ref)
+    reference = np.array([{"score": 0.0, "flops": 2.0, "latency": 2.0}[o] for o in objectives])
+    return hypervolume(F[nondominated(F)], reference)
 
 
 def _cfg(tiny_encoder_dir: Path, glue_dir: Path, out: Path, **kw: object) -> SearchConfig:
@@ -67,7 +83,22 @@ def test_run_directory_holds_everything(
     # The front is non-dominated on its objectives and is the archive's.
     F = np.array([[-e["score"], e["flops"], e["latency_ms"]] for e in doc["front"]])
     assert nondominated(F).all()
-    assert len(doc["history"]) == 3 and all(h["hypervolume"] >= 0 for h in doc["history"])
+    # Each generation's record agrees with the archive as it stood then.
+    history = doc["history"]
+    assert [h["generation"] for h in history] == [1, 2, 3]
+    assert history[-1]["evaluations"] == len(records)
+    assert [h["evaluations"] for h in history] == [
+        len(LEARNING_RATES) + sum(h["new"] for h in history[: g + 1]) for g in range(3)
+    ]
+    for h in history:
+        seen = records[: h["evaluations"]]
+        assert h["best_score"] == max(r["score"] for r in seen if r["status"] == "ok")
+        hv = archive_hypervolume(seen, cfg.objectives)
+        assert h["hypervolume"] == pytest.approx(hv, rel=1e-9)
+        # The baseline alone covers a box of its score x 1 x 1 below the reference.
+        assert hv >= max(r["score"] for r in seen[: len(LEARNING_RATES)]) - 1e-12
+    # Evaluations only add points: the front's hypervolume never shrinks.
+    assert all(a["hypervolume"] <= b["hypervolume"] for a, b in itertools.pairwise(history))
     # The baseline reported is the best of its learning rates.
     base_scores = [r["score"] for r in records[: len(LEARNING_RATES)]]
     assert doc["baseline"]["score"] == max(base_scores)
