@@ -35,15 +35,15 @@ import onnx
 import onnxruntime as ort
 import torch
 from common import write_result
+from onnx import TensorProto, helper, numpy_helper
+
+from moohead.batching import dummy_inputs
+from moohead.encoder import load_encoder
 from moohead.export.bench import cpu_timer, time_runs
 from moohead.export.config import BenchConfig
 from moohead.export.model_dir import read_manifest
 from moohead.export.optimize import quantize_int8
 from moohead.export.runtime import make_session
-from onnx import TensorProto, helper, numpy_helper
-
-from moohead.batching import dummy_inputs
-from moohead.encoder import load_encoder
 
 TOKENS = 128  # batch 1 at length 128: the shape the targets are set at
 OPSET = [helper.make_opsetid("", 17)]

@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 from common import ROOT, glue_dir, write_result
+
 from moohead.export.bench import bench
 from moohead.export.config import BenchConfig, ExportConfig
 from moohead.export.pipeline import export_run
-
 from moohead.pick import knee_point
 from moohead.rundir import RunDir
 

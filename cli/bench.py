@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from moohead.export.config import BenchConfig, parse_ints
 
 from moohead.config import DEVICES
+from moohead.export.config import BenchConfig, parse_ints
 
 D = BenchConfig(model_dir=Path())  # every default below is the config's own
 
@@ -50,9 +50,9 @@ def bench(
     batch_sizes: str, seq_lens: str, no_torch: bool, json_path: Path | None, **options: Any
 ) -> None:
     """Benchmark MODEL_DIR: p50/p95/p99 latency and throughput per batch size and length."""
-    from moohead.export.bench import bench as run_bench
     from rich.console import Console
 
+    from moohead.export.bench import bench as run_bench
     from moohead.files import atomic_write_json
 
     cfg = BenchConfig(

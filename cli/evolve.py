@@ -148,9 +148,9 @@ def evolve(force_new: bool, max_train: int, **options: Any) -> None:
     If --out already holds a run (interrupted or finished), the search continues it: every
     finished evaluation is kept and nothing is trained twice.
     """
-    from moohead.cli.report import RichReporter, front_table
     from rich.console import Console
 
+    from moohead.cli.report import RichReporter, front_table
     from moohead.rundir import RunDir
     from moohead.search import run_search
 

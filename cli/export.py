@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from moohead.export.config import QUANTIZE_MODES, ExportConfig
 
 

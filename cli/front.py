@@ -21,8 +21,9 @@ def front(run_dir: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
-    from moohead.cli.report import front_table
     from rich.console import Console
+
+    from moohead.cli.report import front_table
 
     console = Console()
     console.print(front_table(doc))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import click
+
 from moohead.cli.bench import bench
 from moohead.cli.evolve import evolve
 from moohead.cli.export import export
@@ -16,7 +17,6 @@ from moohead.cli.front import front
 from moohead.cli.pick import pick
 from moohead.cli.predict import predict
 from moohead.cli.refine import refine
-
 from moohead.errors import MooheadError
 
 EXIT_USAGE = 2

@@ -29,9 +29,9 @@ def pick(
     min_score: float | None,
 ) -> None:
     """Choose a head from RUN_DIR's front and record it in RUN_DIR/pick.json."""
-    from moohead.cli.report import pick_table
     from rich.console import Console
 
+    from moohead.cli.report import pick_table
     from moohead.pick import PickConfig
     from moohead.pick import pick as run_pick
     from moohead.rundir import RunDir

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from moohead.data import load_split
+from moohead.errors import MooheadError
 from moohead.export.config import ExportConfig
 from moohead.export.model_dir import (
     FORMAT,
@@ -26,9 +28,6 @@ from moohead.export.onnx_export import OPSET, export_onnx
 from moohead.export.optimize import optimize_graph, quantize_int8
 from moohead.export.runtime import Encoder, make_session, providers_for
 from moohead.export.validate import ValidationRun, validate_onnx
-
-from moohead.data import load_split
-from moohead.errors import MooheadError
 from moohead.files import atomic_write_json, package_versions
 from moohead.pick import PickConfig, choose
 from moohead.rundir import RunDir, run_data_dir

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from moohead.export.model_dir import TOKENIZER_FILE, read_manifest, variant_path
 
 from moohead.batching import SECOND, in_length_order, pad
 from moohead.config import DEVICES
 from moohead.errors import MooheadError
+from moohead.export.model_dir import TOKENIZER_FILE, read_manifest, variant_path
 
 Text = str | tuple[str, str]
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from moohead.export.runtime import Encoder, text_length
 
 from moohead.batching import SECOND, in_original_order, length_batches, pad
 from moohead.data import Split
 from moohead.errors import MooheadError
+from moohead.export.runtime import Encoder, text_length
 from moohead.fused import FusedModel
 from moohead.metrics import compute_metrics
 from moohead.tasks import Task

@@ -120,7 +120,6 @@ def finished_search(root: Path) -> Path:
     """A finished search on synthetic sst2 (tiny encoder, max length 24) with a recorded
     pick: the run folder the export tests export from."""
     from moohead.cli.main import main
-
     from moohead.config import SearchConfig
     from moohead.search import run_search
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import GATE_EXAMPLES, NO_METRIC_GATE, finished_search, gate_run, gate_validation
+
+from moohead.batching import dummy_inputs
 from moohead.export.bench import OrtRunner, bench
 from moohead.export.config import BenchConfig, ExportConfig
 from moohead.export.pipeline import export_run
 from moohead.export.runtime import OnnxClassifier, cuda_available, make_session, providers_for
 from moohead.export.validate import ParityError
-
-from moohead.batching import dummy_inputs
 
 pytestmark = [
     pytest.mark.gpu,

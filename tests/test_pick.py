@@ -2,8 +2,8 @@ import json
 from pathlib import Path
 
 import pytest
-from moohead.cli.main import main
 
+from moohead.cli.main import main
 from moohead.errors import MooheadError
 from moohead.pick import PickConfig, choose, knee_point
 
