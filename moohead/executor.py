@@ -13,7 +13,7 @@ failed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -95,7 +95,13 @@ class RayTrainer:
     """Starts one Ray task per new genome and turns their answers back into TrainResults."""
 
     def __init__(
-        self, cfg: RayConfig, fidelity: str, data: SearchData, train_cfg: TrainConfig, seed: int
+        self,
+        cfg: RayConfig,
+        fidelity: str,
+        data: SearchData,
+        train_cfg: TrainConfig,
+        seed: int,
+        task: Callable[..., dict[str, Any]] = train_task,
     ) -> None:
         try:
             import ray
@@ -114,7 +120,7 @@ class RayTrainer:
                 where = cfg.address or "a local instance"
                 raise MooheadError(f"cannot start Ray at {where}: {exc}".splitlines()[0]) from exc
         self.gpus = cfg.gpus_per_eval if ray.cluster_resources().get("GPU", 0) > 0 else 0
-        self.remote = ray.remote(train_task)
+        self.remote = ray.remote(task)  # what each task runs: train_task (a test passes its own)
         self.device = train_cfg.device  # where results are used (the driver)
         ship = get_fidelity(fidelity).ship
         # The search's data goes to the object store (or is named by path) once.
