@@ -31,7 +31,7 @@ from common import RESULTS, glue_dir, write_result
 from moohead.config import SearchConfig
 from moohead.data import load_split, search_splits
 from moohead.encoder import load_encoder
-from moohead.features import CacheConfig, cache_size_bytes, cached_split
+from moohead.features import CacheConfig, PrepareContext, cache_size_bytes, cached_split
 from moohead.search import run_search
 from moohead.tasks import GLUE_TASKS
 
@@ -62,7 +62,7 @@ def cache_cost(max_train: int, max_length: int, cache_dir: Path) -> dict[str, An
     cfg = CacheConfig(cache_dir, max_length)
     t0 = time.perf_counter()
     feats = [
-        cached_split(encoder, tokenizer, info, task, name, split, cfg)
+        cached_split(PrepareContext(encoder, tokenizer, info, task, cfg), name, split)
         for name, split in (("search-train", search_train), ("search-val", search_val))
     ]
     cached = time.perf_counter() - t0

@@ -203,16 +203,30 @@ class CacheConfig:
 ProgressFn = Callable[[int], None]
 
 
+@dataclass
+class PrepareContext:
+    """What preparing a split at any fidelity needs: the encoder, its tokenizer, the task,
+    the cache settings (``max_length`` applies to every fidelity) and progress reports.
+
+    Attributes:
+        progress: Called as ``progress(description, total)`` before a view is encoded;
+            returns a callback that is given the number of examples done per batch.
+    """
+
+    encoder: Any
+    tokenizer: Any
+    info: EncoderInfo
+    task: Task
+    cache: CacheConfig
+    progress: Callable[[str, int], ProgressFn] | None = None
+
+
 def encode_view(
-    encoder: Any,
-    tokenizer: Any,
-    texts: list[list[str]],
-    out_dir: Path,
-    cfg: CacheConfig,
-    use_token_types: bool,
-    progress: ProgressFn | None = None,
+    ctx: PrepareContext, texts: list[list[str]], out_dir: Path, progress: ProgressFn | None
 ) -> None:
     """Run the encoder once over ``texts`` and write every hidden state to ``out_dir``."""
+    encoder, tokenizer, cfg = ctx.encoder, ctx.tokenizer, ctx.cache
+    use_token_types = ctx.info.uses_token_type_ids
     enc = tokenizer(*texts, truncation=True, max_length=cfg.max_length)
     ids: list[list[int]] = enc["input_ids"]
     types: list[list[int]] | None = enc.get("token_type_ids") if use_token_types else None
@@ -248,22 +262,9 @@ def encode_view(
     np.save(out_dir / "lengths.npy", lengths)
 
 
-def cached_split(
-    encoder: Any,
-    tokenizer: Any,
-    info: EncoderInfo,
-    task: Task,
-    split_name: str,
-    data: Split,
-    cfg: CacheConfig,
-    progress: Callable[[str, int], ProgressFn] | None = None,
-) -> SplitFeatures:
-    """Features of every view of a split: from the cache, or computed once and cached.
-
-    Args:
-        progress: Called as ``progress(description, total)`` before a view is encoded;
-            returns a callback that is given the number of examples done per batch.
-    """
+def cached_split(ctx: PrepareContext, split_name: str, data: Split) -> SplitFeatures:
+    """Features of every view of a split: from the cache, or computed once and cached."""
+    info, task, cfg, progress = ctx.info, ctx.task, ctx.cache, ctx.progress
     views: dict[str, FeatureStore] = {}
     cfg.cache_dir.mkdir(parents=True, exist_ok=True)
     for view, columns in views_for(task).items():
@@ -275,7 +276,7 @@ def cached_split(
             try:
                 tick = progress(f"{split_name}/{view}", len(data)) if progress else None
                 texts = [data.texts[c] for c in columns]
-                encode_view(encoder, tokenizer, texts, tmp, cfg, info.uses_token_type_ids, tick)
+                encode_view(ctx, texts, tmp, tick)
                 meta = {
                     "format": FORMAT_VERSION,
                     "encoder": info.name,
@@ -284,7 +285,7 @@ def cached_split(
                     "view": view,
                     "max_length": cfg.max_length,
                     "examples": len(data),
-                    "num_states": encoder.config.num_hidden_layers + 1,
+                    "num_states": ctx.encoder.config.num_hidden_layers + 1,
                     "hidden": info.hidden_size,
                 }
                 (tmp / "meta.json").write_text(json.dumps(meta, indent=1))

@@ -18,7 +18,7 @@ import numpy as np
 
 from moohead.data import Split
 from moohead.encoder import EncoderInfo
-from moohead.features import CacheConfig
+from moohead.features import PrepareContext
 from moohead.fused import FusedModel
 from moohead.genome import Genome
 from moohead.metrics import compute_metrics
@@ -42,18 +42,6 @@ class SearchData:
     info: EncoderInfo
     train: Any
     val: Any
-
-
-@dataclass
-class PrepareContext:
-    """What preparing a split needs: the encoder, its tokenizer, the task, the cache."""
-
-    encoder: Any
-    tokenizer: Any
-    info: EncoderInfo
-    task: Task
-    cache: CacheConfig
-    progress: Callable[[str, int], Callable[[int], None]] | None = None
 
 
 class Fidelity(Protocol):

@@ -18,8 +18,8 @@ from torch import nn
 
 from moohead.data import Split
 from moohead.encoder import truncate
-from moohead.features import read_views
-from moohead.fidelity import PrepareContext, SearchData
+from moohead.features import PrepareContext, read_views
+from moohead.fidelity import SearchData
 from moohead.fused import FusedModel
 from moohead.genome import Genome
 from moohead.heads import Head, build_head

@@ -16,12 +16,13 @@ from moohead.data import Split
 from moohead.features import (
     FeatureStore,
     PooledStore,
+    PrepareContext,
     SplitFeatures,
     cache_size_bytes,
     cached_split,
     read_views,
 )
-from moohead.fidelity import PrepareContext, SearchData
+from moohead.fidelity import SearchData
 from moohead.fused import FusedModel
 from moohead.genome import Genome
 from moohead.heads import Head, build_head
@@ -127,10 +128,7 @@ class FrozenFidelity:
     runs_encoder = False
 
     def prepare(self, ctx: PrepareContext, split_name: str, split: Split) -> SplitFeatures:
-        return cached_split(
-            ctx.encoder, ctx.tokenizer, ctx.info, ctx.task, split_name, split, ctx.cache,
-            ctx.progress,
-        )  # fmt: skip
+        return cached_split(ctx, split_name, split)
 
     def disk_bytes(self, splits: list[Any]) -> int:
         return cache_size_bytes(splits)

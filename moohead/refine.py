@@ -16,8 +16,8 @@ import numpy as np
 
 from moohead.config import RefineConfig, deterministic_cuda, resolve_device
 from moohead.data import load_split, search_splits
-from moohead.features import CacheConfig
-from moohead.fidelity import PrepareContext, SearchData, score_model
+from moohead.features import CacheConfig, PrepareContext
+from moohead.fidelity import SearchData, score_model
 from moohead.finetune import FinetuneFidelity, finetune_head
 from moohead.front import nondominated
 from moohead.fused import FusedModel, head_state, reference_inputs, trained_state

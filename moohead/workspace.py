@@ -11,8 +11,8 @@ from typing import Any
 from moohead.config import SearchConfig, deterministic_cuda, resolve_device
 from moohead.data import load_split, resolve_task, search_splits
 from moohead.encoder import load_encoder
-from moohead.features import CacheConfig
-from moohead.fidelity import Fidelity, PrepareContext, SearchData, get_fidelity
+from moohead.features import CacheConfig, PrepareContext
+from moohead.fidelity import Fidelity, SearchData, get_fidelity
 from moohead.files import package_versions
 from moohead.genome import search_space
 from moohead.resume import identity

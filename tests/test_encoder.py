@@ -53,7 +53,7 @@ def test_other_bert_family_encoders(family: str, tiny_encoder_dir: Path, tmp_pat
     from transformers import AutoConfig, AutoModel
 
     from moohead.data import Split
-    from moohead.features import CacheConfig, cached_split
+    from moohead.features import CacheConfig, PrepareContext, cached_split
     from moohead.fused import FusedModel, reference_inputs
     from moohead.genome import Genome
     from moohead.heads import build_head
@@ -88,7 +88,9 @@ def test_other_bert_family_encoders(family: str, tiny_encoder_dir: Path, tmp_pat
         torch.testing.assert_close(truncate(model, 1)(**x).last_hidden_state, full[1])
     split = Split((["the movie was good", "bad"], ["a plot", "dull"]), np.array([1, 0]))
     feats = cached_split(
-        model, tok, info, GLUE_TASKS["rte"], "train", split, CacheConfig(tmp_path / "cache")
+        PrepareContext(model, tok, info, GLUE_TASKS["rte"], CacheConfig(tmp_path / "cache")),
+        "train",
+        split,
     )
     assert set(feats.views) == {"joint", "a", "b"}
     fused = FusedModel(

@@ -5,7 +5,7 @@ import torch
 
 from moohead.data import Split
 from moohead.encoder import load_encoder
-from moohead.features import CacheConfig, cached_split
+from moohead.features import CacheConfig, PrepareContext, cached_split
 from moohead.tasks import GLUE_TASKS
 
 
@@ -25,7 +25,9 @@ def test_cache_holds_every_layer_of_every_token_unpadded(
         "it is not dull and it was great",
     ]
     cfg = CacheConfig(tmp_path, max_length=6, batch_size=3)
-    feats = cached_split(model, tok, info, GLUE_TASKS["sst2"], "train", _split(texts), cfg)
+    feats = cached_split(
+        PrepareContext(model, tok, info, GLUE_TASKS["sst2"], cfg), "train", _split(texts)
+    )
     store = feats.views["text"]
     assert store.num_states == 3 and store.lengths.tolist() == [
         6,
@@ -54,25 +56,26 @@ def test_cache_is_reused_and_keyed_by_content_and_length(
     model, tok, info = load_encoder(str(tiny_encoder_dir))
     task = GLUE_TASKS["sst2"]
     cfg = CacheConfig(tmp_path, max_length=16)
-    first = cached_split(model, tok, info, task, "train", _split(["good", "bad"]), cfg)
+    first = cached_split(
+        PrepareContext(model, tok, info, task, cfg), "train", _split(["good", "bad"])
+    )
     calls: list[str] = []
 
     def progress(desc: str, total: int):  # type: ignore[no-untyped-def]
         calls.append(desc)
         return lambda n: None
 
-    again = cached_split(model, tok, info, task, "train", _split(["good", "bad"]), cfg, progress)
+    again = cached_split(
+        PrepareContext(model, tok, info, task, cfg, progress), "train", _split(["good", "bad"])
+    )
     assert again.views["text"].path == first.views["text"].path and calls == []
-    other = cached_split(model, tok, info, task, "train", _split(["good", "dull"]), cfg, progress)
+    other = cached_split(
+        PrepareContext(model, tok, info, task, cfg, progress), "train", _split(["good", "dull"])
+    )
     shorter = cached_split(
-        model,
-        tok,
-        info,
-        task,
+        PrepareContext(model, tok, info, task, CacheConfig(tmp_path, max_length=8), progress),
         "train",
         _split(["good", "bad"]),
-        CacheConfig(tmp_path, max_length=8),
-        progress,
     )
     assert (
         len({first.views["text"].path, other.views["text"].path, shorter.views["text"].path}) == 3
@@ -84,13 +87,9 @@ def test_cache_is_reused_and_keyed_by_content_and_length(
 def test_pair_tasks_cache_joint_and_each_side(tiny_encoder_dir: Path, tmp_path: Path) -> None:
     model, tok, info = load_encoder(str(tiny_encoder_dir))
     feats = cached_split(
-        model,
-        tok,
-        info,
-        GLUE_TASKS["rte"],
+        PrepareContext(model, tok, info, GLUE_TASKS["rte"], CacheConfig(tmp_path)),
         "train",
         _split(["good film", "bad"], ["the plot", "dull"]),
-        CacheConfig(tmp_path),
     )
     assert set(feats.views) == {"joint", "a", "b"}
     j, a, b = (feats.views[v].lengths.tolist() for v in ("joint", "a", "b"))

@@ -9,7 +9,7 @@ import torch
 from moohead.config import SearchConfig
 from moohead.data import load_split
 from moohead.encoder import load_encoder
-from moohead.features import CacheConfig, cached_split
+from moohead.features import CacheConfig, PrepareContext, cached_split
 from moohead.fidelity import SearchData
 from moohead.finetune import finetune_config, finetune_head
 from moohead.fused import FusedModel, reference_inputs
@@ -41,9 +41,15 @@ def test_cuda_feature_cache_matches_cpu(
     encoder, tok, info = load_encoder(str(tiny_encoder_dir))
     task = GLUE_TASKS["sst2"]
     split = load_split(task, "validation", glue_dir)
-    cpu = cached_split(encoder, tok, info, task, "v", split, CacheConfig(tmp_path / "cpu"))
+    cpu = cached_split(
+        PrepareContext(encoder, tok, info, task, CacheConfig(tmp_path / "cpu")), "v", split
+    )
     gpu = cached_split(
-        encoder.cuda(), tok, info, task, "v", split, CacheConfig(tmp_path / "gpu", device="cuda")
+        PrepareContext(
+            encoder.cuda(), tok, info, task, CacheConfig(tmp_path / "gpu", device="cuda")
+        ),
+        "v",
+        split,
     )
     a, _ = cpu.views["text"].gather(torch.arange(10).numpy(), [2])
     b, _ = gpu.views["text"].gather(torch.arange(10).numpy(), [2])

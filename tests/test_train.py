@@ -6,7 +6,7 @@ import torch
 
 from moohead.data import load_split
 from moohead.encoder import EncoderInfo, load_encoder
-from moohead.features import CacheConfig, PooledStore, SplitFeatures, cached_split
+from moohead.features import CacheConfig, PooledStore, PrepareContext, SplitFeatures, cached_split
 from moohead.fidelity import SearchData
 from moohead.frozen import head_inputs, inputs_for, predict, read_states, train_head
 from moohead.genome import Genome
@@ -21,7 +21,9 @@ def features(tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path) -> dict[str
     task = GLUE_TASKS["sst2"]
     cfg = CacheConfig(tmp_path / "cache")
     return {
-        s: cached_split(model, tok, info, task, s, load_split(task, s, glue_dir), cfg)
+        s: cached_split(
+            PrepareContext(model, tok, info, task, cfg), s, load_split(task, s, glue_dir)
+        )
         for s in ("train", "validation")
     }
 
