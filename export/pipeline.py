@@ -142,9 +142,7 @@ def export_run(cfg: ExportConfig, log: Log = print) -> dict[str, Any]:
 
         def check(name: str, path: Path, providers: list[str] | None = None) -> None:
             session = make_session(path, providers or ["CPUExecutionProvider"])
-            result = validate_onnx(
-                rh.model, session, name, rh.max_length, validation, cfg.atol, cfg.max_metric_drop
-            )
+            result = validate_onnx(rh.model, session, name, validation, cfg)
             gate.append(result)
             variants[name] = file_record(path)
             log(

@@ -127,6 +127,7 @@ class Encoder:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=max_length)
+        self.max_length = max_length
         self.side_inputs = list(side_inputs)
         self.is_pair = is_pair
         self.siamese = siamese

@@ -20,6 +20,7 @@ import torch
 from moohead.batching import SECOND, in_original_order, length_batches, pad
 from moohead.data import Split
 from moohead.errors import MooheadError
+from moohead.export.config import ExportConfig
 from moohead.export.runtime import Encoder, text_length
 from moohead.fused import FusedModel
 from moohead.metrics import compute_metrics
@@ -115,6 +116,7 @@ class ValidationRun:
     """The validation split, tokenised once, and PyTorch's outputs and metrics on it."""
 
     task: Task
+    max_length: int  # the run's: random parity inputs go up to it
     splits: dict[str, Split]
     batches: dict[str, list[tuple[np.ndarray, Feeds]]]
     torch_outputs: dict[str, np.ndarray]
@@ -128,7 +130,8 @@ class ValidationRun:
         outputs = {
             name: split_outputs(b, lambda f: run_torch(model, f)) for name, b in batches.items()
         }
-        return cls(task, splits, batches, outputs, cls._metrics(task, splits, outputs))
+        metrics = cls._metrics(task, splits, outputs)
+        return cls(task, encoder.max_length, splits, batches, outputs, metrics)
 
     @staticmethod
     def _metrics(
@@ -153,22 +156,16 @@ class ValidationRun:
 
 
 def validate_onnx(
-    model: FusedModel,
-    session: Any,
-    variant: str,
-    max_length: int,
-    validation: ValidationRun,
-    atol: float,
-    max_metric_drop: float,
+    model: FusedModel, session: Any, variant: str, validation: ValidationRun, gate: ExportConfig
 ) -> dict[str, Any]:
     """Check one ONNX variant against PyTorch; return the numbers, or raise ParityError.
 
-    The fp32 graph must match logits (``atol``, identical labels) and the validation score;
-    derived variants (optimized, int8, fp16) are held to ``max_metric_drop``, and for
-    ``optimized`` (still fp32) to ``100 * atol`` on logits.
+    The fp32 graph must match logits (``gate.atol``, identical labels) and the validation
+    score; derived variants (optimized, int8, fp16) are held to ``gate.max_metric_drop``,
+    and for ``optimized`` (still fp32) to ``100 * atol`` on logits.
     """
-    task = validation.task
-    parity = logit_parity(model, session, max_length, task.is_regression)
+    task, atol, max_metric_drop = validation.task, gate.atol, gate.max_metric_drop
+    parity = logit_parity(model, session, validation.max_length, task.is_regression)
     score, differ = validation.score_session(session)
     ref = validation.torch_metrics["score"]
     result = {
