@@ -50,8 +50,7 @@ def bench(
     batch_sizes: str, seq_lens: str, no_torch: bool, json_path: Path | None, **options: Any
 ) -> None:
     """Benchmark MODEL_DIR: p50/p95/p99 latency and throughput per batch size and length."""
-    from rich.console import Console
-
+    from moohead.cli.report import make_console
     from moohead.export.bench import bench as run_bench
     from moohead.files import atomic_write_json
 
@@ -62,7 +61,7 @@ def bench(
         **options,  # the other options are BenchConfig fields of the same name
     )
     report = run_bench(cfg, log=lambda line: None)
-    Console().print(bench_table(report))
+    make_console().print(bench_table(report))
     for note in report["notes"]:
         click.echo(note)
     if json_path is not None:

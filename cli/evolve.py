@@ -148,9 +148,8 @@ def evolve(force_new: bool, max_train: int, **options: Any) -> None:
     If --out already holds a run (interrupted or finished), the search continues it: every
     finished evaluation is kept and nothing is trained twice.
     """
-    from rich.console import Console
 
-    from moohead.cli.report import RichReporter, front_table
+    from moohead.cli.report import RichReporter, front_table, make_console
     from moohead.rundir import RunDir
     from moohead.search import run_search
 
@@ -159,7 +158,7 @@ def evolve(force_new: bool, max_train: int, **options: Any) -> None:
     cfg = SearchConfig(
         max_train=max_train or None, reference_length=options["max_length"], **options
     )
-    console = Console()
+    console = make_console()
     try:
         doc = run_search(cfg, RichReporter(console), force_new=force_new)
     except KeyboardInterrupt:

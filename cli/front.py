@@ -21,11 +21,10 @@ def front(run_dir: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
-    from rich.console import Console
 
-    from moohead.cli.report import front_table
+    from moohead.cli.report import front_table, make_console
 
-    console = Console()
+    console = make_console()
     console.print(front_table(doc))
     if doc.get("failed"):
         reasons = "; ".join(f"{n}x {why}" for why, n in (doc.get("failures") or {}).items())

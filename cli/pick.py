@@ -29,9 +29,8 @@ def pick(
     min_score: float | None,
 ) -> None:
     """Choose a head from RUN_DIR's front and record it in RUN_DIR/pick.json."""
-    from rich.console import Console
 
-    from moohead.cli.report import pick_table
+    from moohead.cli.report import make_console, pick_table
     from moohead.pick import PickConfig
     from moohead.pick import pick as run_pick
     from moohead.rundir import RunDir
@@ -44,6 +43,6 @@ def pick(
         min_score=min_score,
     )
     record = run_pick(run_dir, cfg)
-    console = Console()
+    console = make_console()
     console.print(pick_table(record))
     console.print(f"recorded in {RunDir(run_dir).pick_path}")

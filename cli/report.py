@@ -12,6 +12,19 @@ from rich.table import Table
 from moohead.evaluation import Evaluation
 from moohead.progress import GenerationStats, Reporter
 
+# Width of output that goes to a file or a CI log: wide enough that no table row or
+# per-head line wraps (rich would otherwise assume 80 columns and fold every row).
+PIPE_WIDTH = 1000
+
+
+def make_console() -> Console:
+    """A console for the terminal, or, when output is piped, one that keeps each row on
+    one line."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=PIPE_WIDTH)
+    return console
+
 
 class RichReporter(Reporter):
     """Feature-cache progress bars, a line per evaluation and per generation."""

@@ -124,3 +124,22 @@ def test_front_prints_failures(tmp_path: Path, capsys: pytest.CaptureFixture[str
     code, out, _ = run_cli(["front", str(run.path)], capsys)
     assert code == 0
     assert "1 of 7 evaluations failed: 1x diverged: loss is nan" in " ".join(out.split())
+
+
+def test_piped_output_keeps_each_row_on_one_line(tmp_path: Path) -> None:
+    """Output to a file or CI log (not a terminal) is not folded at 80 columns."""
+    import subprocess
+    import sys
+
+    s, _ = spec()
+    run = RunDir(tmp_path / "a-run-folder-with-a-long-name-so-rows-are-wide")
+    run.write_front(front_document(evaluations(), [], s, run))
+    out = subprocess.run(
+        [sys.executable, "-m", "moohead.cli.main", "front", str(run.path)],
+        capture_output=True, text=True, check=True, env={"PATH": "/usr/bin", "TERM": "dumb"},
+    ).stdout  # fmt: skip
+    baseline_row = next(line for line in out.splitlines() if "baseline:" in line)
+    assert len(baseline_row) > 100  # wider than the 80 columns rich assumes for a pipe
+    assert evaluations()[1].genome.describe() in baseline_row
+    assert "0.7500" in baseline_row and "0.7400" in baseline_row  # search-val, validation
+    assert "1 of 7 evaluations failed: 1x diverged: loss is nan" in out
