@@ -11,7 +11,15 @@ import torch
 
 from moohead.errors import MooheadError
 from moohead.evaluation import Cost, Evaluation
-from moohead.front import FrontSpec, best_baseline, finalize, front_document, select_front
+from moohead.front import (
+    FrontSpec,
+    best_baseline,
+    failure_counts,
+    finalize,
+    front_document,
+    search_hypervolume,
+    select_front,
+)
 from moohead.genome import Genome, baseline
 from moohead.rundir import RunDir
 
@@ -143,3 +151,72 @@ def test_piped_output_keeps_each_row_on_one_line(tmp_path: Path) -> None:
     assert evaluations()[1].genome.describe() in baseline_row
     assert "0.7500" in baseline_row and "0.7400" in baseline_row  # search-val, validation
     assert "1 of 7 evaluations failed: 1x diverged: loss is nan" in out
+
+
+def test_search_hypervolume_by_hand() -> None:
+    """Costs relative to the baseline's, reference (score 0, twice the baseline's cost)."""
+    base = ev(0, baseline(LAYERS, 1e-3), 0.5, 1000, latency=1.0)
+    good = ev(1, Genome(depth=1), 0.8, 500, latency=0.25)
+    failed = ev(2, Genome(depth=2), 0.0, 0, ok=False)
+    evals = [base, good, failed]
+    # good dominates the baseline: its box is 0.8 x (2 - 0.5) by FLOPs, 0.8 x (2 - 0.25) by latency
+    assert search_hypervolume(evals, ("score", "flops"), base) == pytest.approx(1.2)
+    assert search_hypervolume(evals, ("score", "latency"), base) == pytest.approx(1.4)
+    assert search_hypervolume([base], ("score", "flops"), base) == pytest.approx(0.5)
+    unmeasured = ev(1, Genome(depth=1), 0.8, 500, latency=1.0)
+    unmeasured.cost = Cost(flops=500, params=1, head_params=1, latency_ms=None)  # as 0 ms
+    assert search_hypervolume([base, unmeasured], ("score", "latency"), base) == pytest.approx(1.6)
+
+
+def test_failure_counts_most_common_first_cut_to_the_first_clause() -> None:
+    def failed(i: int, reason: str | None) -> Evaluation:
+        return Evaluation(id=i, genome=Genome(depth=1), status="failed", reason=reason)
+
+    long = "RuntimeError: " + "x" * 200
+    evals = [
+        failed(0, "diverged: loss is nan (fit)"),
+        failed(1, "MemoryError: no memory (forward)"),
+        failed(2, "MemoryError: no memory (backward)"),
+        failed(3, None),
+        failed(4, long),
+        ev(5, Genome(depth=2), 0.7, 100),
+        failed(6, "MemoryError: no memory (step)"),
+    ]
+    counts = failure_counts(evals)
+    assert list(counts.items()) == [
+        ("MemoryError: no memory", 3),
+        ("diverged: loss is nan", 1),
+        ("unknown", 1),
+        (long[:120], 1),
+    ]
+
+
+def test_latency_within_the_tolerance_is_a_tie() -> None:
+    """3% faster is timing noise: the better-scoring head dominates; 10% faster is not."""
+    objectives = ("score", "latency")
+
+    def front_ids(b_latency: float) -> list[int]:
+        # archived latencies are the re-timed ones: candidates come from the archive
+        base = ev(0, baseline(LAYERS, 1e-3), 0.5, 6000, latency=9.0)
+        a = ev(1, Genome(depth=2), 0.80, 1000, latency=1.0)
+        b = ev(2, Genome(depth=1), 0.79, 1000, latency=b_latency)
+        s, _ = spec(latency={2: 1.0, 1: b_latency, 6: 9.0}, objectives=objectives)
+        return [e.id for e in select_front([base, a, b], objectives, s.retime, base)[0]]
+
+    assert front_ids(0.97) == [1]
+    assert front_ids(0.90) == [1, 2]  # equal FLOPs: the better score first
+
+
+def test_front_is_sorted_by_flops_then_score() -> None:
+    evals = [  # archived, every head is a candidate; re-timing decides
+        ev(0, baseline(LAYERS, 1e-3), 0.5, 6000, latency=3.0),
+        ev(1, Genome(depth=2), 0.70, 3000, latency=0.15),
+        ev(2, Genome(depth=1), 0.60, 1000, latency=0.1),
+        ev(3, Genome(depth=3), 0.80, 3000, latency=0.2),
+    ]
+    s, _ = spec(latency={1: 0.1, 2: 1.0, 3: 0.5, 6: 3.0}, objectives=("score", "latency"))
+    front, _ = select_front(evals, s.objectives, s.retime, evals[0])
+    assert [e.id for e in front] == [2, 3]  # 1 is slower and worse than 3
+    s, _ = spec(latency={1: 0.1, 2: 0.2, 3: 0.5, 6: 3.0}, objectives=("score", "latency"))
+    front, _ = select_front(evals, s.objectives, s.retime, evals[0])
+    assert [e.id for e in front] == [2, 3, 1]  # 3 before 1: same FLOPs, better score
