@@ -107,11 +107,7 @@ def search_hypervolume(
         for e in evaluations
         if e.ok and e.cost
     ]
-    base_row = {
-        "score": base.score,
-        "flops": base.cost.flops,
-        "latency": base.cost.latency_ms or 1.0,
-    }
+    base_row = {"flops": base.cost.flops, "latency": base.cost.latency_ms or 1.0}
     F = normalised_objectives(rows, objectives, base_row)
     ref = np.array([HV_REFERENCE[o] for o in objectives])
     return hypervolume(F[nondominated(F)], ref)

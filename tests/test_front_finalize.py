@@ -107,8 +107,21 @@ def test_front_document_scores_on_validation_and_counts_failures(tmp_path: Path)
     assert doc["failures"] == {"diverged: loss is nan": 1}
     assert doc["baseline"]["id"] == 1 and doc["history"] == history
     entry = doc["front"][1]
-    assert entry["id"] == 4 and entry["validation"] == pytest.approx(0.79)
-    assert entry["score"] == 0.80 and entry["flops"] == 3000 and entry["weights"] == "heads/4.pt"
+    best = evaluations()[4]
+    assert entry == {
+        "id": 4,
+        "summary": best.genome.describe(),
+        "genome": best.genome.to_dict(),
+        "score": 0.80,
+        "validation": pytest.approx(0.79),
+        "search_val_metrics": {"score": 0.80},
+        "validation_metrics": {"validation": {"score": pytest.approx(0.79)}},
+        "flops": 3000,
+        "latency_ms": 1.0,
+        "params": 100,
+        "head_params": 10,
+        "weights": "heads/4.pt",
+    }
 
 
 def test_finalize_writes_the_run_and_keeps_only_front_weights(tmp_path: Path) -> None:
@@ -117,8 +130,8 @@ def test_finalize_writes_the_run_and_keeps_only_front_weights(tmp_path: Path) ->
         if i != 5:
             run.heads.save(i, {"w": torch.zeros(1)})
     s, _ = spec()
-    doc = finalize(evaluations(), [], s, run)
-    assert run.read_front() == doc
+    doc = finalize(evaluations(), [{"generation": 1}], s, run)
+    assert run.read_front() == doc and doc["history"] == [{"generation": 1}]
     assert run.plot_path.stat().st_size > 0
     assert sorted(int(p.stem) for p in (tmp_path / "heads").glob("*.pt")) == [1, 2, 4]
 
@@ -163,6 +176,10 @@ def test_search_hypervolume_by_hand() -> None:
     assert search_hypervolume(evals, ("score", "flops"), base) == pytest.approx(1.2)
     assert search_hypervolume(evals, ("score", "latency"), base) == pytest.approx(1.4)
     assert search_hypervolume([base], ("score", "flops"), base) == pytest.approx(0.5)
+    # unmeasured latency: the baseline's scale is 1 ms and its own row 0 ms, which adds
+    # its box 0.5 x (0.25 - 0) below good's
+    base.cost = Cost(flops=1000, params=1, head_params=1, latency_ms=None)
+    assert search_hypervolume(evals, ("score", "latency"), base) == pytest.approx(1.525)
     unmeasured = ev(1, Genome(depth=1), 0.8, 500, latency=1.0)
     unmeasured.cost = Cost(flops=500, params=1, head_params=1, latency_ms=None)  # as 0 ms
     assert search_hypervolume([base, unmeasured], ("score", "latency"), base) == pytest.approx(1.6)
@@ -195,16 +212,21 @@ def test_latency_within_the_tolerance_is_a_tie() -> None:
     """3% faster is timing noise: the better-scoring head dominates; 10% faster is not."""
     objectives = ("score", "latency")
 
-    def front_ids(b_latency: float) -> list[int]:
+    def front_ids(b_latency: float, retimed: float | None = None) -> list[int]:
         # archived latencies are the re-timed ones: candidates come from the archive
         base = ev(0, baseline(LAYERS, 1e-3), 0.5, 6000, latency=9.0)
         a = ev(1, Genome(depth=2), 0.80, 1000, latency=1.0)
         b = ev(2, Genome(depth=1), 0.79, 1000, latency=b_latency)
-        s, _ = spec(latency={2: 1.0, 1: b_latency, 6: 9.0}, objectives=objectives)
+        again = b_latency if retimed is None else retimed
+        s, _ = spec(latency={2: 1.0, 1: again, 6: 9.0}, objectives=objectives)
         return [e.id for e in select_front([base, a, b], objectives, s.retime, base)[0]]
 
     assert front_ids(0.97) == [1]
     assert front_ids(0.90) == [1, 2]  # equal FLOPs: the better score first
+    # Both stages use the tolerance: a tie in the archive is never re-timed; a tie once
+    # re-timed does not enter the front.
+    assert front_ids(0.97, retimed=0.5) == [1]
+    assert front_ids(0.5, retimed=0.97) == [1]
 
 
 def test_front_is_sorted_by_flops_then_score() -> None:
