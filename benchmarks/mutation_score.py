@@ -27,11 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "mutation.json"
 MUTMUT = Path(sys.executable).parent / "mutmut"
 LINE = re.compile(r"^\s*(?P<name>[\w.ǁ]+__mutmut_\d+): (?P<status>.+)$")
-# Functions that leave front.py in the core reshaping; their tests (tests/test_pick.py,
-# test_cli.py, test_export.py) run the CLI and a search, too slow for one run per mutant.
-# Reported apart, so front.py's score is that of the pure functions it keeps; a no-op once
-# they have moved.
-OUT_OF_SCOPE = {"moohead/front.py": ("read_front", "with_refined", "replace_entries")}
 
 
 def config() -> dict[str, Any]:
@@ -89,9 +84,6 @@ def main() -> None:
     for path, counts in modules.items():
         total = sum(counts.values())
         per_function = functions.get(path, {})
-        skip = [f for f in OUT_OF_SCOPE.get(path, ()) if f in per_function]
-        kept = [c for name, c in per_function.items() if name not in skip]
-        in_scope = (sum(c["killed"] for c in kept), sum(sum(c.values()) for c in kept))
         rows[path] = {
             "mutants": total,
             "killed": counts["killed"],
@@ -101,9 +93,6 @@ def main() -> None:
                 name: f"{c['killed']}/{sum(c.values())} killed" for name, c in per_function.items()
             },
         }
-        if skip:
-            rows[path]["out_of_scope"] = skip
-            rows[path]["score_in_scope"] = round(in_scope[0] / in_scope[1], 4)
     total = Counter[str]()
     for counts in modules.values():
         total.update(counts)
@@ -128,9 +117,6 @@ def main() -> None:
         other = {k: v for k, v in r["counts"].items() if k != "killed"}
         score = "  n/a" if r["score"] is None else f"{100 * r['score']:4.1f}%"
         print(f"{path:<{width}}  {r['mutants']:7d}  {r['killed']:6d}  {score}  {other or ''}")
-        if "score_in_scope" in r:
-            print(f"{'':<{width}}  without {', '.join(r['out_of_scope'])}: "
-                  f"{100 * r['score_in_scope']:.1f}%")  # fmt: skip
     print(f"{'all':<{width}}  {n:7d}  {total['killed']:6d}  {100 * doc['score']:4.1f}%")
     print(f"written to {OUT.relative_to(ROOT)}")
 
