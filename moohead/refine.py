@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from moohead.config import RefineConfig, deterministic_cuda, resolve_device
+from moohead.config import RefineConfig, default_cache_dir, deterministic_cuda, resolve_device
 from moohead.data import load_split, search_splits
 from moohead.features import CacheConfig, PrepareContext
 from moohead.fidelity import SearchData, score_model
@@ -52,14 +52,14 @@ def refine(cfg: RefineConfig, log: Any = print) -> dict[str, Any]:
     encoder, tokenizer, info = load_run_encoder(run)
     encoder.to(device)
     fidelity = FinetuneFidelity()
-    cache = CacheConfig(
-        run_dir.path, int(search["max_length"]), device=device
-    )  # no cache is written
+    # Fine-tuning reads token ids, cut at the run's max length; it writes no feature cache.
+    cache = CacheConfig(default_cache_dir(), int(search["max_length"]), device=device)
     ctx = PrepareContext(encoder, tokenizer, info, task, cache)
-    data = SearchData(
-        task, encoder, info, fidelity.prepare(ctx, "search-train", train),
+    train_t, val_t = (
+        fidelity.prepare(ctx, "search-train", train),
         fidelity.prepare(ctx, "search-val", val),
-    )  # fmt: skip
+    )
+    data = SearchData(task, encoder, info, train_t, val_t)
     valid_t = {
         s: fidelity.prepare(ctx, s, load_split(task, s, data_dir)) for s in task.validation_splits
     }
