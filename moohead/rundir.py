@@ -45,6 +45,14 @@ def _read_json(path: Path, fix: str) -> Any:
         raise MooheadError(f"{path} is corrupted ({exc}); {fix}") from exc
 
 
+def load_state(path: Path) -> dict[str, Any]:
+    """Saved weights (a state dict of tensors), on the CPU."""
+    import torch
+
+    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    return state
+
+
 class WeightStore:
     """Saved weights, one file per evaluation id, in a folder of the run."""
 
@@ -63,12 +71,7 @@ class WeightStore:
         atomic_torch_save(self.path(eval_id), state)
 
     def load(self, eval_id: int) -> dict[str, Any]:
-        import torch
-
-        state: dict[str, Any] = torch.load(
-            self.path(eval_id), map_location="cpu", weights_only=True
-        )
-        return state
+        return load_state(self.path(eval_id))
 
     def prune(self, keep: set[int]) -> None:
         """Delete every saved weight file whose id is not in ``keep``."""
@@ -218,15 +221,12 @@ class RunDir:
                 f"{weights} is missing: the run kept no weights for head {entry['id']}; "
                 "pick a head on the front (moohead front RUN_DIR)"
             )
-        import torch
-
         try:
-            state: dict[str, Any] = torch.load(weights, map_location="cpu", weights_only=True)
+            return load_state(weights)
         except Exception as exc:  # torch.load raises unpickling, runtime and OS errors
             raise MooheadError(
                 f"cannot load head weights {weights} ({exc}); the file is damaged".splitlines()[0]
             ) from exc
-        return state
 
     # one writer at a time
     @contextmanager
