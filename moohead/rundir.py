@@ -45,6 +45,11 @@ def _read_json(path: Path, fix: str) -> Any:
         raise MooheadError(f"{path} is corrupted ({exc}); {fix}") from exc
 
 
+def first_line(exc: BaseException) -> str:
+    """An error's first line: one-line messages must not lose what follows it."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
 def load_state(path: Path) -> dict[str, Any]:
     """Saved weights (a state dict of tensors), on the CPU."""
     import torch
@@ -225,7 +230,7 @@ class RunDir:
             return load_state(weights)
         except Exception as exc:  # torch.load raises unpickling, runtime and OS errors
             raise MooheadError(
-                f"cannot load head weights {weights} ({exc}); the file is damaged".splitlines()[0]
+                f"cannot load head weights {weights} ({first_line(exc)}); the file is damaged"
             ) from exc
 
     # one writer at a time

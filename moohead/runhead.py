@@ -11,7 +11,7 @@ from moohead.errors import MooheadError
 from moohead.fused import FusedModel, load_trained_state
 from moohead.genome import Genome
 from moohead.heads import build_head
-from moohead.rundir import RunDir, task_from_config
+from moohead.rundir import RunDir, first_line, task_from_config
 from moohead.tasks import Task
 
 
@@ -62,7 +62,7 @@ def load_run_head(run_dir: Path, entry: dict[str, Any]) -> RunHead:
         load_trained_state(model, state)
     except RuntimeError as exc:  # keys or shapes that do not fit the genome
         raise MooheadError(
-            f"head weights of {entry['id']} do not fit its genome ({exc})".splitlines()[0]
+            f"head weights of {entry['id']} do not fit its genome ({first_line(exc)})"
         ) from exc
     model.eval()
     return RunHead(model, tokenizer, info, task, genome, entry, config)

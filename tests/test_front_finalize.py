@@ -242,3 +242,15 @@ def test_front_is_sorted_by_flops_then_score() -> None:
     s, _ = spec(latency={1: 0.1, 2: 0.2, 3: 0.5, 6: 3.0}, objectives=("score", "latency"))
     front, _ = select_front(evals, s.objectives, s.retime, evals[0])
     assert [e.id for e in front] == [2, 3, 1]  # 3 before 1: same FLOPs, better score
+
+
+def test_read_weights_names_a_missing_or_damaged_file(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    run.heads.save(3, {"w": torch.ones(2)})
+    entry = {"id": 3, "weights": run.heads.name(3)}
+    assert torch.equal(run.read_weights(entry)["w"], run.heads.load(3)["w"])
+    with pytest.raises(MooheadError, match=r"heads/4\.pt is missing"):
+        run.read_weights({"id": 4})
+    run.heads.path(3).write_bytes(b"not a torch file")
+    with pytest.raises(MooheadError, match=r"cannot load head weights .*the file is damaged"):
+        run.read_weights(entry)
