@@ -22,8 +22,10 @@ fetch() {
     --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d "$dest" "$@"
 }
+exclude=$(git rev-parse --git-dir)/info/exclude
+mkdir -p "$(dirname "$exclude")"
 for d in .whl .gpu .ortgpu; do
-  grep -qx "/$d/" .git/info/exclude || echo "/$d/" >>.git/info/exclude
+  grep -qx "/$d/" "$exclude" || echo "/$d/" >>"$exclude"
 done
 
 # pymoo and fvcore with what they need beyond the image's packages (pinned: one version each).
