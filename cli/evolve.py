@@ -71,7 +71,8 @@ def _objectives(ctx: click.Context, param: click.Parameter, value: str) -> tuple
     type=int,
     default=D.max_train,
     show_default=True,
-    help="Training examples used; 0 = all.",
+    help="Training examples used (the first N of one fixed shuffle, whatever the seed), "
+    "cut into search-train, search-stop and search-val without leaks; 0 = all.",
 )
 @click.option(
     "--max-length",

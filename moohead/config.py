@@ -39,8 +39,11 @@ class SearchConfig:
         out: Run directory.
         population: NSGA-II population size.
         generations: NSGA-II generations (the first is the initial population).
-        max_train: Training examples used (search-train + search-val); None = all.
-        val_fraction: Share of them held out as search-val.
+        max_train: Training examples used (search-train, search-stop and search-val): the
+            first N of one fixed shuffle, whatever the seed; None = all.
+        val_fraction: Share of them held out as search-val, the fitness (raised towards
+            2,000 examples where the data allows; see splits.py).
+        stop_fraction: Share of them held out as search-stop, for early stopping.
         max_length: Tokenizer truncation length.
         seed: The one seed of the run.
         objectives: Subset of ``score``, ``flops``, ``latency`` (score is required).
@@ -48,7 +51,7 @@ class SearchConfig:
         cache_dir: Feature cache folder; None = ``default_cache_dir()``.
         batch_size: Head training batch size.
         max_epochs: Epoch budget per head (early stopping may end sooner).
-        patience: Epochs without search-val improvement before stopping.
+        patience: Epochs without search-stop improvement before stopping.
         reference_length: Tokens of the reference input for FLOPs and latency.
         latency_runs: Timed runs per latency measurement (after warm-up).
         fidelity: ``frozen`` (heads on cached features) or ``finetune`` (each genome trains
@@ -67,6 +70,7 @@ class SearchConfig:
     generations: int = 8
     max_train: int | None = 8000
     val_fraction: float = 0.15
+    stop_fraction: float = 0.1
     max_length: int = 128
     seed: int = 0
     objectives: tuple[str, ...] = OBJECTIVES
@@ -94,6 +98,10 @@ class SearchConfig:
                 f"--max-train must be at least 20, got {self.max_train}",
             ),
             (0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}"),
+            (
+                0 < self.stop_fraction < 1 and self.val_fraction + self.stop_fraction < 1,
+                f"stop_fraction must be in (0, 1 - val_fraction), got {self.stop_fraction}",
+            ),
             (
                 self.device in DEVICES,
                 f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}",

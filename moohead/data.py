@@ -186,24 +186,3 @@ def load_split(task: Task, split: str, data_dir: Path | None) -> Split:
         return frame_to_split(task, _load_hub(task, split), f"{HUB_DATASET}/{task.name}/{split}")
     path = split_file(data_dir, task.name, split)
     return frame_to_split(task, read_table(path), str(path))
-
-
-def search_splits(
-    train: Split, max_train: int | None, val_fraction: float, seed: int
-) -> tuple[Split, Split]:
-    """Cut (search-train, search-val) from the training split, deterministically.
-
-    The official validation split is never used for selection; fitness is measured on
-    this held-out slice of the training data.
-    """
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(train))
-    if max_train is not None:
-        order = order[:max_train]
-    n_val = max(1, round(len(order) * val_fraction))
-    if len(order) - n_val < 2:
-        raise MooheadError(
-            f"only {len(order)} training examples: need at least {n_val + 2} for a search "
-            "(raise --max-train or add data)"
-        )
-    return train.subset(np.sort(order[n_val:])), train.subset(np.sort(order[:n_val]))

@@ -50,12 +50,13 @@ class RayConfig:
 @dataclass(frozen=True)
 class TaskSpec:
     """What every task of a search shares: the fidelity, the task, the encoder's path, the
-    two search splits as the fidelity ships them, and the training recipe."""
+    three search splits as the fidelity ships them, and the training recipe."""
 
     fidelity: str
     task: Task
     encoder_path: str
     train: Any
+    stop: Any
     val: Any
     cfg: TrainConfig
     threads: int
@@ -78,9 +79,8 @@ def train_task(genome: dict[str, Any], seed: int, spec: TaskSpec) -> dict[str, A
     encoder, _, info = _ENCODERS[spec.encoder_path]
     if fidelity.runs_encoder:  # fine-tuning runs the encoder; frozen heads do not
         encoder.to(cfg.device)
-    data = SearchData(
-        spec.task, encoder, info, fidelity.receive(spec.train), fidelity.receive(spec.val)
-    )
+    train, stop, val = (fidelity.receive(s) for s in (spec.train, spec.stop, spec.val))
+    data = SearchData(spec.task, encoder, info, train, stop, val)
     result = fidelity.train(Genome.from_dict(genome), data, cfg, seed)
     return {
         "metrics": result.metrics,
@@ -129,6 +129,7 @@ class RayTrainer:
             task=data.task,
             encoder_path=data.info.path,
             train=ship(data.train, ray.put),
+            stop=ship(data.stop, ray.put),
             val=ship(data.val, ray.put),
             cfg=replace(train_cfg, device="cuda") if self.gpus else train_cfg,
             threads=cfg.cpus_per_eval,

@@ -35,13 +35,18 @@ FIDELITY_CLASSES = {
 @dataclass
 class SearchData:
     """Everything an evaluation reads: task, encoder and the search splits (in the form
-    the fidelity prepared them)."""
+    the fidelity prepared them): heads fit ``train``, stop early on ``stop`` and are scored
+    once on ``val``, their fitness."""
 
     task: Task
     encoder: Any
     info: EncoderInfo
     train: Any
+    stop: Any
     val: Any
+
+    def splits(self) -> tuple[Any, Any, Any]:
+        return self.train, self.stop, self.val
 
 
 class Fidelity(Protocol):
@@ -63,7 +68,8 @@ class Fidelity(Protocol):
         ...
 
     def train(self, genome: Genome, data: SearchData, cfg: TrainConfig, seed: int) -> TrainResult:
-        """Train one genome on ``data.train``, early-stopped on ``data.val``."""
+        """Train one genome on ``data.train``, early-stopped on ``data.stop``; its
+        metrics are those on ``data.val``."""
         ...
 
     def predict(

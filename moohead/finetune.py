@@ -23,6 +23,7 @@ from moohead.fidelity import SearchData
 from moohead.fused import FusedModel
 from moohead.genome import Genome
 from moohead.heads import Head, build_head
+from moohead.metrics import compute_metrics
 from moohead.tokens import TokenSplit, TokenView, tokenize_split
 from moohead.train import TrainConfig, TrainResult, fit, in_length_order
 
@@ -40,13 +41,13 @@ class FinetuneJob:
         genome: Genome,
         model: FusedModel,
         train: TokenSplit,
-        val: TokenSplit,
+        stop: TokenSplit,
         cfg: TrainConfig,
     ) -> None:
         self.genome, self.model, self.cfg = genome, model, cfg
         self.module: nn.Module = model
         self.head: Head = model.head
-        self.train_views, self.val_views = token_views(train, genome), token_views(val, genome)
+        self.train_views, self.stop_views = token_views(train, genome), token_views(stop, genome)
 
     def param_groups(self) -> list[dict[str, Any]]:
         return [
@@ -64,8 +65,8 @@ class FinetuneJob:
         out: torch.Tensor = self.model(*self._inputs(self.train_views, batch))
         return out
 
-    def predict_val(self) -> np.ndarray:
-        return predict_tokens(self.model, self.val_views, self.cfg)
+    def predict_stop(self) -> np.ndarray:
+        return predict_tokens(self.model, self.stop_views, self.cfg)
 
 
 def predict_tokens(model: FusedModel, views: list[TokenView], cfg: TrainConfig) -> np.ndarray:
@@ -105,8 +106,10 @@ def finetune_head(
         head.load_state_dict(head_init)
     model = FusedModel(truncate(data.encoder, genome.depth), head, info.uses_token_type_ids)
     model.to(cfg.device)
-    job = FinetuneJob(genome, model, data.train, data.val, cfg)
-    metrics, epochs = fit(job, task, data.train.labels, data.val.labels, cfg, rng)
+    job = FinetuneJob(genome, model, data.train, data.stop, cfg)
+    epochs = fit(job, task, data.train.labels, data.stop.labels, cfg, rng)
+    outputs = predict_tokens(model, token_views(data.val, genome), cfg)
+    metrics = compute_metrics(task, outputs, data.val.labels)
     return TrainResult(model.head, metrics, epochs, time.perf_counter() - start, model.encoder)
 
 

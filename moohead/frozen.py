@@ -26,6 +26,7 @@ from moohead.fidelity import SearchData
 from moohead.fused import FusedModel
 from moohead.genome import Genome
 from moohead.heads import Head, build_head
+from moohead.metrics import compute_metrics
 from moohead.train import TrainConfig, TrainResult, fit, in_length_order
 
 
@@ -81,11 +82,16 @@ class FrozenJob:
     """Frozen fidelity: the head alone, on cached token states (or pre-pooled vectors)."""
 
     def __init__(
-        self, genome: Genome, head: Head, train: SplitFeatures, val: SplitFeatures, cfg: TrainConfig
+        self,
+        genome: Genome,
+        head: Head,
+        train: SplitFeatures,
+        stop: SplitFeatures,
+        cfg: TrainConfig,
     ) -> None:
         self.genome, self.head = genome, head
         self.module: nn.Module = head
-        self.train, self.val, self.cfg = train, val, cfg
+        self.train, self.stop, self.cfg = train, stop, cfg
         self.stores = inputs_for(train, genome)
 
     def param_groups(self) -> list[dict[str, Any]]:
@@ -100,13 +106,13 @@ class FrozenJob:
         )
         return out
 
-    def predict_val(self) -> np.ndarray:
-        return predict(self.head, self.val, self.genome, self.cfg)
+    def predict_stop(self) -> np.ndarray:
+        return predict(self.head, self.stop, self.genome, self.cfg)
 
 
 def train_head(genome: Genome, data: SearchData, cfg: TrainConfig, seed: int) -> TrainResult:
     """Train the genome's head on cached features (frozen fidelity), early-stopped on the
-    main score of ``data.val``.
+    main score of ``data.stop``, and score it on ``data.val``.
 
     Raises:
         TrainingDiverged: when the loss is not finite.
@@ -115,8 +121,9 @@ def train_head(genome: Genome, data: SearchData, cfg: TrainConfig, seed: int) ->
     torch.manual_seed(seed)  # head init and dropout
     rng = np.random.default_rng(seed)  # batch order
     head = build_head(genome, data.info.hidden_size, data.task.num_labels).to(cfg.device)
-    job = FrozenJob(genome, head, data.train, data.val, cfg)
-    metrics, epochs = fit(job, data.task, data.train.labels, data.val.labels, cfg, rng)
+    job = FrozenJob(genome, head, data.train, data.stop, cfg)
+    epochs = fit(job, data.task, data.train.labels, data.stop.labels, cfg, rng)
+    metrics = compute_metrics(data.task, predict(head, data.val, genome, cfg), data.val.labels)
     return TrainResult(head, metrics, epochs, time.perf_counter() - start)
 
 

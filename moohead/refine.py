@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from moohead.config import RefineConfig, default_cache_dir, deterministic_cuda, resolve_device
-from moohead.data import load_split, search_splits
+from moohead.data import load_split
+from moohead.errors import MooheadError
 from moohead.features import CacheConfig, PrepareContext
 from moohead.fidelity import SearchData, score_model
 from moohead.finetune import FinetuneFidelity, finetune_head
@@ -25,6 +26,7 @@ from moohead.genome import Genome
 from moohead.measure import measure_latency_interleaved
 from moohead.rundir import RunDir, run_data_dir, task_from_config
 from moohead.runhead import load_run_encoder
+from moohead.splits import search_splits
 from moohead.train import TrainConfig
 from moohead.trainer import genome_seed
 
@@ -41,10 +43,17 @@ def refine(cfg: RefineConfig, log: Any = print) -> dict[str, Any]:
     if device == "cuda":
         deterministic_cuda()
     data_dir = run_data_dir(run, cfg.data_dir)
-    train, val = search_splits(
+    if "stop_fraction" not in search:
+        raise MooheadError(
+            f"{cfg.run_dir} was searched by an older moohead whose search splits this one "
+            "cannot cut again; search again to refine"
+        )
+    cut = search_splits(
         load_split(task, "train", data_dir),
+        task.is_regression,
         search["max_train"],
         search["val_fraction"],
+        search["stop_fraction"],
         search["seed"],
     )
     entries = sorted(front["front"], key=lambda e: -e["score"])[: cfg.top]
@@ -55,11 +64,12 @@ def refine(cfg: RefineConfig, log: Any = print) -> dict[str, Any]:
     # Fine-tuning reads token ids, cut at the run's max length; it writes no feature cache.
     cache = CacheConfig(default_cache_dir(), int(search["max_length"]), device=device)
     ctx = PrepareContext(encoder, tokenizer, info, task, cache)
-    train_t, val_t = (
-        fidelity.prepare(ctx, "search-train", train),
-        fidelity.prepare(ctx, "search-val", val),
+    data = SearchData(
+        task,
+        encoder,
+        info,
+        *(fidelity.prepare(ctx, f"search-{k}", getattr(cut, k)) for k in ("train", "stop", "val")),
     )
-    data = SearchData(task, encoder, info, train_t, val_t)
     valid_t = {
         s: fidelity.prepare(ctx, s, load_split(task, s, data_dir)) for s in task.validation_splits
     }

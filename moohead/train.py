@@ -1,4 +1,4 @@
-"""Train heads: one loop (AdamW, length-bucketed batches, early stopping on search-val) for
+"""Train heads: one loop (AdamW, length-bucketed batches, early stopping on search-stop) for
 both fidelities; the frozen job reads cached features, the fine-tune job (finetune.py) tokens."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """A trained head and how it scored on search-val.
+    """A trained head and how it scored on search-val (its fitness).
 
     Attributes:
         encoder: The fine-tuned (truncated) encoder; None for frozen fidelity.
@@ -83,7 +83,7 @@ class TrainingJob(Protocol):
 
     def forward(self, batch: np.ndarray) -> torch.Tensor: ...
 
-    def predict_val(self) -> np.ndarray: ...
+    def predict_stop(self) -> np.ndarray: ...
 
 
 def bucketed_batches(
@@ -129,15 +129,17 @@ def fit(
     job: TrainingJob,
     task: Task,
     train_labels: np.ndarray,
-    val_labels: np.ndarray,
+    stop_labels: np.ndarray,
     cfg: TrainConfig,
     rng: np.random.Generator,
-) -> tuple[dict[str, float], int]:
+) -> int:
     """The one training loop of both fidelities: AdamW, optional warm-up/decay, clipping and
-    mixed precision, early stopping on search-val; the best epoch's weights are restored.
+    mixed precision, early stopping on search-stop; the best epoch's weights are restored.
+    The fitness is measured afterwards, once, on other data (search-val): the best of a
+    dozen noisy epochs on the stopping data would flatter every head.
 
     Returns:
-        (search-val metrics of the best epoch, epochs run).
+        Epochs run.
 
     Raises:
         TrainingDiverged: when the loss is not finite.
@@ -162,7 +164,7 @@ def fit(
     if cfg.schedule == "linear":
         steps = cfg.max_epochs * math.ceil(len(lengths) / cfg.batch_size)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps))
-    best_score, best_state, best_metrics = -math.inf, None, {}
+    best_score, best_state = -math.inf, None
     stale, epoch = 0, 0
     for epoch in range(1, cfg.max_epochs + 1):
         job.module.train()
@@ -181,9 +183,9 @@ def fit(
             scaler.update()
             if scheduler is not None:
                 scheduler.step()
-        metrics = compute_metrics(task, job.predict_val(), val_labels)
-        if metrics["score"] > best_score:
-            best_score, best_metrics, stale = metrics["score"], metrics, 0
+        score = compute_metrics(task, job.predict_stop(), stop_labels)["score"]
+        if score > best_score:
+            best_score, stale = score, 0
             best_state = copy.deepcopy(job.module.state_dict())
         else:
             stale += 1
@@ -196,4 +198,4 @@ def fit(
             job.head.mlp.classifier.weight.mul_(scale)
             job.head.mlp.classifier.bias.mul_(scale).add_(shift)
     job.module.eval()
-    return best_metrics, epoch
+    return epoch

@@ -65,5 +65,5 @@ class LocalTrainer:
         except TRAINING_FAILURES as exc:
             return exc
         finally:
-            for split in (self.data.train, self.data.val):
+            for split in self.data.splits():
                 self.fidelity.release(split)

@@ -9,13 +9,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from moohead.config import SearchConfig, deterministic_cuda, resolve_device
-from moohead.data import load_split, resolve_task, search_splits
+from moohead.data import load_split, resolve_task
 from moohead.encoder import load_encoder
 from moohead.features import CacheConfig, PrepareContext
 from moohead.fidelity import Fidelity, SearchData, get_fidelity
 from moohead.files import package_versions
 from moohead.genome import search_space
 from moohead.resume import identity
+from moohead.splits import search_splits
 from moohead.train import TrainConfig
 
 ProgressFn = Callable[[str, int], Callable[[int], None]]
@@ -41,7 +42,11 @@ class Workspace:
             "device": self.device,
             "encoder": asdict(self.data.info),
             "task": asdict(self.data.task),
-            "examples": {"search-train": len(self.data.train), "search-val": len(self.data.val)}
+            "examples": {
+                "search-train": len(self.data.train),
+                "search-stop": len(self.data.stop),
+                "search-val": len(self.data.val),
+            }
             | {k: len(v) for k, v in self.validation.items()},
             "versions": package_versions(),
             "cache_seconds": round(self.cache_seconds, 2),
@@ -90,15 +95,18 @@ def prepare(
     task = resolve_task(cfg.task, cfg.data_dir)
     train = load_split(task, "train", cfg.data_dir)
     validation = {s: load_split(task, s, cfg.data_dir) for s in task.validation_splits}
-    search_train, search_val = search_splits(train, cfg.max_train, cfg.val_fraction, cfg.seed)
+    cut = search_splits(
+        train, task.is_regression, cfg.max_train, cfg.val_fraction, cfg.stop_fraction, cfg.seed
+    )
     encoder, tokenizer, info = load_encoder(cfg.model)
     ident = identity(
         cfg.to_dict(),
         {
             "encoder": info.fingerprint,
             "data": {
-                "search-train": search_train.fingerprint(),
-                "search-val": search_val.fingerprint(),
+                "search-train": cut.train.fingerprint(),
+                "search-stop": cut.stop.fingerprint(),
+                "search-val": cut.val.fingerprint(),
             }
             | {name: split.fingerprint() for name, split in validation.items()},
             "space": space_signature(info.num_layers, task.is_pair),
@@ -112,17 +120,23 @@ def prepare(
     fidelity = get_fidelity(cfg.fidelity)
     cache = CacheConfig(cfg.features_dir, cfg.max_length, device=device)
     ctx = PrepareContext(encoder, tokenizer, info, task, cache, progress)
-    train_s = fidelity.prepare(ctx, "search-train", search_train)
-    val_s = fidelity.prepare(ctx, "search-val", search_val)
+    data = SearchData(
+        task,
+        encoder,
+        info,
+        train=fidelity.prepare(ctx, "search-train", cut.train),
+        stop=fidelity.prepare(ctx, "search-stop", cut.stop),
+        val=fidelity.prepare(ctx, "search-val", cut.val),
+    )
     valid_s = {name: fidelity.prepare(ctx, name, split) for name, split in validation.items()}
     seconds = time.perf_counter() - t0
     return Workspace(
         cfg=cfg,
         device=device,
         fidelity=fidelity,
-        data=SearchData(task, encoder, info, train_s, val_s),
+        data=data,
         validation=valid_s,
         cache_seconds=seconds,
-        cache_bytes=fidelity.disk_bytes([train_s, val_s, *valid_s.values()]),
+        cache_bytes=fidelity.disk_bytes([*data.splits(), *valid_s.values()]),
         identity=ident,
     )

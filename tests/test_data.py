@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from conftest import require_shared_glue
 
-from moohead.data import Split, load_split, resolve_task, search_splits
+from moohead.data import Split, load_split, resolve_task
 from moohead.errors import MooheadError
 from moohead.tasks import GLUE_TASKS, Task
 
@@ -82,19 +82,6 @@ def test_custom_tasks_infer_kind_from_labels(tmp_path: Path) -> None:
     assert (sim.num_labels, sim.metrics, sim.is_pair) == (1, ("pearson",), True)
     with pytest.raises(MooheadError, match="unknown task 'nope'"):
         resolve_task("nope", None)
-
-
-def test_search_splits_are_disjoint_and_deterministic(tmp_path: Path) -> None:
-    rows = "".join(f"s{i}\t{i % 2}\n" for i in range(100))
-    split = load_split(
-        GLUE_TASKS["sst2"], "train", _write(tmp_path, "sst2", "sentence\tlabel\n" + rows)
-    )
-    tr, va = search_splits(split, 80, 0.25, seed=3)
-    tr2, va2 = search_splits(split, 80, 0.25, seed=3)
-    assert (len(tr), len(va)) == (60, 20)
-    assert tr.texts == tr2.texts and va.texts == va2.texts
-    assert not set(tr.texts[0]) & set(va.texts[0])
-    assert search_splits(split, 80, 0.25, seed=4)[1].texts != va.texts
 
 
 @pytest.mark.integration
@@ -336,47 +323,3 @@ def test_hub_error_names_the_exception_type(monkeypatch: pytest.MonkeyPatch) -> 
         "could not load nyu-mll/glue/cola [validation] from the hub (ConnectionError); "
         "pass --data-dir DIR with DIR/cola/validation.tsv"
     )
-
-
-# --- search splits ------------------------------------------------------------------------
-
-
-def _split(n: int) -> Split:
-    return Split(([f"s{i}" for i in range(n)],), np.arange(n) % 2)
-
-
-def test_search_splits_sizes_and_order() -> None:
-    tr, va = search_splits(_split(10), None, 0.3, seed=0)
-    assert (len(tr), len(va)) == (7, 3)
-    # Each part keeps the file's order, and together they are the whole split.
-    for part in (tr, va):
-        idx = [int(t[1:]) for t in part.texts[0]]
-        assert idx == sorted(idx)
-        assert part.labels.tolist() == [i % 2 for i in idx]
-    assert sorted(tr.texts[0] + va.texts[0]) == sorted(_split(10).texts[0])
-    tr, va = search_splits(_split(10), 20, 0.5, seed=0)  # a cap above the size is no cap
-    assert (len(tr), len(va)) == (5, 5)
-
-
-def test_search_val_has_at_least_one_example() -> None:
-    tr, va = search_splits(_split(10), None, 0.01, seed=0)
-    assert (len(tr), len(va)) == (9, 1)
-
-
-def test_search_needs_two_training_examples() -> None:
-    tr, va = search_splits(_split(3), None, 0.2, seed=0)  # 1 for search-val, 2 to train
-    assert (len(tr), len(va)) == (2, 1)
-    with pytest.raises(MooheadError) as exc:
-        search_splits(_split(2), None, 0.2, seed=0)
-    assert str(exc.value) == (
-        "only 2 training examples: need at least 3 for a search (raise --max-train or add data)"
-    )
-    with pytest.raises(MooheadError, match="only 4 training examples: need at least 5"):
-        search_splits(_split(100), 4, 0.75, seed=0)  # the cap counts, not the file
-
-
-def test_search_splits_follow_the_seed_not_the_cap() -> None:
-    """The cap takes a prefix of one seeded permutation: a smaller cap is a subset."""
-    small = search_splits(_split(50), 20, 0.25, seed=5)
-    large = search_splits(_split(50), 40, 0.25, seed=5)
-    assert set(small[0].texts[0] + small[1].texts[0]) < set(large[0].texts[0] + large[1].texts[0])

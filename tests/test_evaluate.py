@@ -66,7 +66,7 @@ class FakeCosts:
 
 def make(tmp_path: Path, stop: StopFlag | None = None) -> tuple[Evaluator, FakeFidelity, FakeCosts]:
     fidelity, costs = FakeFidelity(), FakeCosts()
-    data = SearchData(GLUE_TASKS["sst2"], None, None, "train", "val")  # type: ignore[arg-type]
+    data = SearchData(GLUE_TASKS["sst2"], None, None, "train", "stop", "val")  # type: ignore[arg-type]
     trainer = LocalTrainer(fidelity, data, TrainConfig(), seed=0, stop=stop)  # type: ignore[arg-type]
     weights = WeightStore(tmp_path / "heads", "heads")
     evaluator = Evaluator(trainer, costs, weights, Archive(tmp_path / "archive.jsonl"), stop)
@@ -87,7 +87,7 @@ def test_each_genome_is_trained_and_measured_once(tmp_path: Path) -> None:
     second = evaluator([c, b, a])
     assert [e.id for e in second] == [2, 1, 0]
     assert trainer.trained == [a, b, c]
-    assert trainer.released == 2 * 3  # both search splits, after every training
+    assert trainer.released == 3 * 3  # the three search splits, after every training
     assert costs.measured == [a.arch_key(), b.arch_key(), c.arch_key()]
     assert [r["id"] for r in archived(tmp_path)] == [0, 1, 2]
     assert second[0].cost is not None and second[0].cost.flops == 2000

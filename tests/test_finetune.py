@@ -48,7 +48,9 @@ def test_finetune_trains_the_encoder_and_leaves_the_original(tokens, amp: str | 
     cfg = replace(finetune_config(TrainConfig(batch_size=16, max_epochs=3, patience=3)), amp=amp)
     genome = Genome(depth=1, pool="mean", lr=3e-3)
     task = GLUE_TASKS["sst2"]
-    data = SearchData(task, encoder, info, splits["train"], splits["validation"])
+    data = SearchData(
+        task, encoder, info, splits["train"], splits["validation"], splits["validation"]
+    )
     a = finetune_head(genome, data, cfg, seed=1)
     assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in before.items())
     assert len(a.encoder.encoder.layer) == 1

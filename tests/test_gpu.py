@@ -65,7 +65,9 @@ def test_finetune_on_cuda_with_mixed_precision(tiny_encoder_dir: Path, glue_dir:
     }
     cfg = finetune_config(TrainConfig(batch_size=16, max_epochs=2, device="cuda"))
     assert cfg.amp in ("bf16", "fp16")
-    data = SearchData(task, encoder.cuda(), info, splits["train"], splits["validation"])
+    data = SearchData(
+        task, encoder.cuda(), info, splits["train"], splits["validation"], splits["validation"]
+    )
     result = finetune_head(Genome(depth=2, pool="mean"), data, cfg, 0)
     assert next(result.encoder.parameters()).is_cuda and 0 <= result.metrics["score"] <= 1
 

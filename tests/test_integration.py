@@ -30,7 +30,12 @@ def test_sst2_search_with_the_packaged_encoder(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "run" / "front.json").read_text())
     assert doc["encoder"] == "all-MiniLM-L6-v2" and doc["metric"] == "accuracy"
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["examples"] == {"search-train": 255, "search-val": 45, "validation": 872}
+    assert config["examples"] == {
+        "search-train": 180,
+        "search-stop": 30,
+        "search-val": 90,
+        "validation": 872,
+    }
     base = doc["baseline"]
     # 6 layers x 48 tokens x 1.77M multiply-adds, plus attention: about 1.04 GFLOPs
     assert base["genome"]["depth"] == 6 and 1.0e9 < base["flops"] < 1.1e9

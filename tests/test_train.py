@@ -11,6 +11,7 @@ from moohead.fidelity import SearchData
 from moohead.frozen import head_inputs, inputs_for, predict, read_states, train_head
 from moohead.genome import Genome
 from moohead.heads import build_head
+from moohead.metrics import compute_metrics
 from moohead.tasks import GLUE_TASKS, Task
 from moohead.train import TrainConfig
 
@@ -28,11 +29,13 @@ def features(tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path) -> dict[str
     }
 
 
-def _data(task: Task, train: SplitFeatures, val: SplitFeatures) -> SearchData:
+def _data(
+    task: Task, train: SplitFeatures, val: SplitFeatures, stop: SplitFeatures | None = None
+) -> SearchData:
     info = EncoderInfo(
         "tiny", "tiny", num_layers=2, hidden_size=32, uses_token_type_ids=True, fingerprint="0"
     )
-    return SearchData(task, None, info, train, val)
+    return SearchData(task, None, info, train, val if stop is None else stop, val)
 
 
 @pytest.mark.parametrize(
@@ -93,3 +96,22 @@ def test_regression_outputs_are_in_label_units(features: dict[str, SplitFeatures
     assert result.metrics["pearson"] > 0.6
     assert abs(outputs.mean() - scaled["validation"].labels.mean()) < 0.5
     assert outputs.std() > 1.0  # labels are 1 or 5: predictions spread on that scale
+
+
+def test_fitness_is_measured_once_on_other_data_than_early_stopping(
+    features: dict[str, SplitFeatures],
+) -> None:
+    """Early stopping reads search-stop; the fitness is the restored head's score on
+    search-val, not the best of many epochs on the stopping data."""
+    task = GLUE_TASKS["sst2"]
+    train, val = features["train"], features["validation"]
+    flipped = SplitFeatures(train.views, 1 - train.labels)  # stopping data that disagrees
+    genome = Genome(depth=1, pool="attention", mlp_layers=1, lr=3e-3)
+    cfg = TrainConfig(max_epochs=6, patience=2)
+    stopped = train_head(genome, _data(task, train, val, stop=flipped), cfg, seed=1)
+    plain = train_head(genome, _data(task, train, val, stop=val), cfg, seed=1)
+    outputs = predict(stopped.head, val, genome, cfg)
+    assert stopped.metrics == compute_metrics(task, outputs, val.labels)
+    # the flipped stopping data keeps the first epoch's (least trained) head
+    assert stopped.epochs == 1 + cfg.patience
+    assert stopped.metrics["score"] < plain.metrics["score"]
