@@ -15,11 +15,12 @@ from dataclasses import replace
 
 from common import glue_dir, write_result
 
-from moohead.data import load_split, search_splits
+from moohead.data import load_split
 from moohead.encoder import load_encoder
 from moohead.fidelity import SearchData
 from moohead.finetune import finetune_config, finetune_head
 from moohead.genome import baseline
+from moohead.splits import search_splits
 from moohead.tasks import GLUE_TASKS
 from moohead.tokens import tokenize_split
 from moohead.train import TrainConfig
@@ -32,14 +33,14 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=128)
     args = p.parse_args()
     task = GLUE_TASKS["sst2"]
-    train, val = search_splits(load_split(task, "train", glue_dir()), args.examples, 0.15, 0)
+    cut = search_splits(load_split(task, "train", glue_dir()), False, args.examples, 0.15, 0.1, 0)
     encoder, tokenizer, info = load_encoder(None)
     encoder.to(args.device)
 
     def tokens(split):  # type: ignore[no-untyped-def]
         return tokenize_split(tokenizer, task, split, args.max_length, info.uses_token_type_ids)
 
-    train_t, val_t = tokens(train), tokens(val)
+    train_t, stop_t, val_t = tokens(cut.train), tokens(cut.stop), tokens(cut.val)
     cfg = finetune_config(TrainConfig(max_epochs=1, patience=1, device=args.device))
     rows = {}
     for name, genome in (
@@ -47,7 +48,7 @@ def main() -> None:
         ("2 layers", replace(baseline(6, 1e-3), depth=2)),
     ):
         start = time.perf_counter()
-        data = SearchData(task, encoder, info, train_t, val_t)
+        data = SearchData(task, encoder, info, train_t, stop_t, val_t)
         result = finetune_head(genome, data, cfg, seed=0)
         seconds = time.perf_counter() - start
         rows[name] = {

@@ -1,6 +1,6 @@
 """Search speed: genome evaluations per hour, feature-cache cost, and peak memory.
 
-1. Cache cost: one plain encoder pass over SST-2 search-train + search-val (8,000
+1. Cache cost: one plain encoder pass over SST-2's search splits (8,000
    examples, same tokenisation, length-sorted batches of 64) against the cache pass,
    which also keeps every hidden state and writes them to disk.
 2. Throughput: a search on those cached features (default objectives: score, FLOPs,
@@ -29,10 +29,11 @@ import torch
 from common import RESULTS, glue_dir, write_result
 
 from moohead.config import SearchConfig
-from moohead.data import load_split, search_splits
+from moohead.data import load_split
 from moohead.encoder import load_encoder
 from moohead.features import CacheConfig, PrepareContext, cache_size_bytes, cached_split
 from moohead.search import run_search
+from moohead.splits import search_splits
 from moohead.tasks import GLUE_TASKS
 
 
@@ -54,16 +55,17 @@ def plain_pass(
 def cache_cost(max_train: int, max_length: int, cache_dir: Path) -> dict[str, Any]:
     task = GLUE_TASKS["sst2"]
     train = load_split(task, "train", glue_dir())
-    search_train, search_val = search_splits(train, max_train, 0.15, seed=0)
+    cut = search_splits(train, False, max_train, 0.15, 0.1, seed=0)
+    parts = {"search-train": cut.train, "search-stop": cut.stop, "search-val": cut.val}
     encoder, tokenizer, info = load_encoder(None)
-    texts = search_train.texts[0] + search_val.texts[0]
+    texts = [t for split in parts.values() for t in split.texts[0]]
     plain_pass(encoder, tokenizer, texts[:256], max_length)  # warm-up
     plain = plain_pass(encoder, tokenizer, texts, max_length)
     cfg = CacheConfig(cache_dir, max_length)
     t0 = time.perf_counter()
     feats = [
         cached_split(PrepareContext(encoder, tokenizer, info, task, cfg), name, split)
-        for name, split in (("search-train", search_train), ("search-val", search_val))
+        for name, split in parts.items()
     ]
     cached = time.perf_counter() - t0
     return {
@@ -123,7 +125,9 @@ def memory(args: argparse.Namespace, cache_dir: Path, out: Path) -> dict[str, An
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     config = json.loads((out / "config.json").read_text())
     return {
-        "train_examples": config["examples"]["search-train"] + config["examples"]["search-val"],
+        "train_examples": sum(
+            config["examples"][k] for k in ("search-train", "search-stop", "search-val")
+        ),
         "peak_rss_gib": round(peak_kib / 2**20, 3),
         "cache_bytes": config["cache_bytes"],
         "cache_gib": round(config["cache_bytes"] / 2**30, 3),
