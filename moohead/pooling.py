@@ -14,9 +14,12 @@ from typing import Any
 
 from moohead.errors import MooheadError
 
-# sentence-transformers' pooling flags -> moohead pools (cls+mean concatenates the two)
-MODES = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}
-ALSO_MODES = {"pooling_mode_max_tokens": "max"}
+# sentence-transformers' pooling flags -> moohead pools (cls and mean together: cls+mean)
+FLAGS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_max_tokens": "max",
+}
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ def _pool_of(config: Any, path: Path, normalize: bool) -> NativePooling:
     if not isinstance(config, dict):
         raise MooheadError(f"cannot read {path}: expected a JSON object of pooling_mode_* flags")
     flags = sorted(k for k, v in config.items() if k.startswith("pooling_mode") and v is True)
-    chosen = [pool for key, pool in {**MODES, **ALSO_MODES}.items() if key in flags]
+    chosen = [pool for key, pool in FLAGS.items() if key in flags]
     if len(chosen) == len(flags) and chosen in (["cls"], ["mean"], ["max"], ["cls", "mean"]):
         return NativePooling("+".join(chosen), normalize, str(path))
     # weighted mean, last token, ...: the nearest pool moohead builds, and the reason
