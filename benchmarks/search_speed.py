@@ -56,7 +56,7 @@ def cache_cost(max_train: int, max_length: int, cache_dir: Path) -> dict[str, An
     task = GLUE_TASKS["sst2"]
     train = load_split(task, "train", glue_dir())
     cut = search_splits(train, False, max_train, 0.15, 0.1, seed=0)
-    parts = {"search-train": cut.train, "search-stop": cut.stop, "search-val": cut.val}
+    parts = cut.named()
     encoder, tokenizer, info = load_encoder(None)
     texts = [t for split in parts.values() for t in split.texts[0]]
     plain_pass(encoder, tokenizer, texts[:256], max_length)  # warm-up

@@ -22,6 +22,7 @@ from moohead.features import PrepareContext
 from moohead.fused import FusedModel
 from moohead.genome import Genome
 from moohead.metrics import compute_metrics
+from moohead.splits import SearchSplits
 from moohead.tasks import Task
 from moohead.train import TrainConfig, TrainResult
 
@@ -96,6 +97,12 @@ def get_fidelity(name: str) -> Fidelity:
     module, _, cls = FIDELITY_CLASSES[name].partition(":")
     fidelity: Fidelity = getattr(importlib.import_module(module), cls)()
     return fidelity
+
+
+def prepare_search_data(fidelity: Fidelity, ctx: PrepareContext, cut: SearchSplits) -> SearchData:
+    """The three search splits prepared at ``fidelity``, with the task and encoder of ``ctx``."""
+    train, stop, val = (fidelity.prepare(ctx, name, split) for name, split in cut.named().items())
+    return SearchData(ctx.task, ctx.encoder, ctx.info, train, stop, val)
 
 
 def score_model(

@@ -18,7 +18,7 @@ from moohead.config import RefineConfig, default_cache_dir, deterministic_cuda, 
 from moohead.data import load_split
 from moohead.errors import MooheadError
 from moohead.features import CacheConfig, PrepareContext
-from moohead.fidelity import SearchData, score_model
+from moohead.fidelity import prepare_search_data, score_model
 from moohead.finetune import FinetuneFidelity, finetune_head
 from moohead.front import nondominated
 from moohead.fused import FusedModel, head_state, reference_inputs, trained_state
@@ -64,12 +64,7 @@ def refine(cfg: RefineConfig, log: Any = print) -> dict[str, Any]:
     # Fine-tuning reads token ids, cut at the run's max length; it writes no feature cache.
     cache = CacheConfig(default_cache_dir(), int(search["max_length"]), device=device)
     ctx = PrepareContext(encoder, tokenizer, info, task, cache)
-    data = SearchData(
-        task,
-        encoder,
-        info,
-        *(fidelity.prepare(ctx, f"search-{k}", getattr(cut, k)) for k in ("train", "stop", "val")),
-    )
+    data = prepare_search_data(fidelity, ctx, cut)
     valid_t = {
         s: fidelity.prepare(ctx, s, load_split(task, s, data_dir)) for s in task.validation_splits
     }

@@ -46,6 +46,10 @@ class SearchSplits:
     stop: Split
     val: Split
 
+    def named(self) -> dict[str, Split]:
+        """The three parts under the names runs, caches and reports use."""
+        return {"search-train": self.train, "search-stop": self.stop, "search-val": self.val}
+
 
 def sample_rows(n_rows: int, max_train: int | None) -> np.ndarray:
     """The rows ``--max-train`` reads: the first N of one fixed shuffle, in file order."""

@@ -12,7 +12,7 @@ from moohead.config import SearchConfig, deterministic_cuda, resolve_device
 from moohead.data import load_split, resolve_task
 from moohead.encoder import load_encoder
 from moohead.features import CacheConfig, PrepareContext
-from moohead.fidelity import Fidelity, SearchData, get_fidelity
+from moohead.fidelity import Fidelity, SearchData, get_fidelity, prepare_search_data
 from moohead.files import package_versions
 from moohead.genome import search_space
 from moohead.resume import identity
@@ -104,11 +104,8 @@ def prepare(
         {
             "encoder": info.fingerprint,
             "data": {
-                "search-train": cut.train.fingerprint(),
-                "search-stop": cut.stop.fingerprint(),
-                "search-val": cut.val.fingerprint(),
-            }
-            | {name: split.fingerprint() for name, split in validation.items()},
+                name: split.fingerprint() for name, split in (cut.named() | validation).items()
+            },
             "space": space_signature(info.num_layers, task.is_pair),
         },
     )
@@ -120,14 +117,7 @@ def prepare(
     fidelity = get_fidelity(cfg.fidelity)
     cache = CacheConfig(cfg.features_dir, cfg.max_length, device=device)
     ctx = PrepareContext(encoder, tokenizer, info, task, cache, progress)
-    data = SearchData(
-        task,
-        encoder,
-        info,
-        train=fidelity.prepare(ctx, "search-train", cut.train),
-        stop=fidelity.prepare(ctx, "search-stop", cut.stop),
-        val=fidelity.prepare(ctx, "search-val", cut.val),
-    )
+    data = prepare_search_data(fidelity, ctx, cut)
     valid_s = {name: fidelity.prepare(ctx, name, split) for name, split in validation.items()}
     seconds = time.perf_counter() - t0
     return Workspace(
