@@ -104,6 +104,10 @@ class RunDir:
         return WeightStore(self.path / REFINED_DIR, REFINED_DIR)
 
     @property
+    def front_path(self) -> Path:
+        return self.path / FRONT
+
+    @property
     def plot_path(self) -> Path:
         return self.path / PLOT
 

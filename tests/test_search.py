@@ -14,7 +14,7 @@ from moohead.errors import MooheadError
 from moohead.front import hypervolume, nondominated, normalised_objectives
 from moohead.genome import LEARNING_RATES, Genome, baseline, is_baseline_arch
 from moohead.rundir import RunDir
-from moohead.search import run_search
+from moohead.search import run_search, written_front
 
 
 def archive_hypervolume(records: list[dict], objectives: tuple[str, ...]) -> float:  # type: ignore[type-arg]
@@ -169,3 +169,18 @@ def test_custom_regression_task(tiny_encoder_dir: Path, tmp_path: Path) -> None:
     assert doc["metric"] == "pearson"
     assert set(doc["baseline"]["validation_metrics"]["validation"]) == {"pearson", "score"}
     assert max(e["validation"] for e in doc["front"]) > 0.5  # the cue word sets the score
+
+
+def test_a_finished_run_resumed_with_nothing_new_keeps_its_written_front(tmp_path: Path) -> None:
+    """Finalising again would re-time latency (noise could swap near-tied heads whose
+    weights were already dropped); a stopped search's front is finalised again."""
+    run = RunDir(tmp_path)
+    assert written_front(run, 5, 5, 2) is None  # nothing written yet
+    doc = {"task": "sst2", "metric": "accuracy", "baseline": {}, "front": [{"id": 3}],
+           "evaluations": 5, "history": [{}, {}]}  # fmt: skip
+    run.write_front(doc)
+    assert written_front(run, 5, 5, 2) == doc
+    assert written_front(run, 6, 5, 2) is None  # something new was evaluated
+    assert written_front(run, 5, 5, 3) is None  # written before the last generation
+    run.write_front(doc | {"evaluations": 4})
+    assert written_front(run, 5, 5, 2) is None
