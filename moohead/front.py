@@ -175,8 +175,13 @@ class FrontSpec:
 def front_document(
     evaluations: list[Evaluation], history: list[dict[str, Any]], spec: FrontSpec, run: RunDir
 ) -> dict[str, Any]:
-    """``front.json``'s document: the baseline and the front, re-scored on validation."""
-    ok = [e for e in evaluations if e.ok]
+    """``front.json``'s document: the baseline and the front, re-scored on validation.
+
+    Heads whose weights an earlier finalisation dropped (they were off its front) are not
+    candidates: a search resumed for more generations re-times latency, and noise could
+    otherwise put back on the front a head that can no longer be validated or exported.
+    """
+    ok = [e for e in evaluations if e.ok and run.heads.has(e.id)]
     base = best_baseline(evaluations, spec.num_layers)
     front, latency = select_front(ok, spec.objectives, spec.retime, base)
 
@@ -202,7 +207,7 @@ def front_document(
         **spec.header,
         "objectives": list(spec.objectives),
         "evaluations": len(evaluations),
-        "failed": len(evaluations) - len(ok),
+        "failed": sum(1 for e in evaluations if not e.ok),
         "failures": failure_counts(evaluations),
         "baseline": entry(base),
         "front": [entry(e) for e in front],

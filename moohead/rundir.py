@@ -78,6 +78,9 @@ class WeightStore:
     def load(self, eval_id: int) -> dict[str, Any]:
         return load_state(self.path(eval_id))
 
+    def has(self, eval_id: int) -> bool:
+        return self.path(eval_id).is_file()
+
     def prune(self, keep: set[int]) -> None:
         """Delete every saved weight file whose id is not in ``keep``."""
         for path in self.folder.glob("*.pt"):

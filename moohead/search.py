@@ -85,10 +85,11 @@ def _run_locked(cfg: SearchConfig, run: RunDir, rep: Reporter) -> dict[str, Any]
         note = " (dropped a final line cut short by the crash)" if torn else ""
         rep.message(f"resuming {cfg.out}: {len(records)} finished evaluations restored{note}")
     evaluator.on_new = rep.evaluated
-    restored = len(evaluator.evaluations)
+    first_new_id = evaluator.next_id
     with stop_on_sigint(stop):
         history = evolve(cfg, evaluator, ws.data.info.num_layers, ws.data.task.is_pair, rep)
-    doc = written_front(run, len(evaluator.evaluations), restored, len(history))
+    trained = evaluator.next_id - first_new_id
+    doc = written_front(run, trained, len(evaluator.evaluations), len(history))
     if doc is None:
         doc = finalize(evaluator.evaluations, history, front_spec(ws, models, run), run)
     doc["cache_seconds"] = round(ws.cache_seconds, 2)
@@ -96,15 +97,15 @@ def _run_locked(cfg: SearchConfig, run: RunDir, rep: Reporter) -> dict[str, Any]
 
 
 def written_front(
-    run: RunDir, evaluations: int, restored: int, generations: int
+    run: RunDir, trained: int, evaluations: int, generations: int
 ) -> dict[str, Any] | None:
-    """The front a finished run wrote, when resuming it evaluated nothing new; else None.
+    """The front a finished run wrote, when resuming it trained nothing new; else None.
 
     Finalising again would re-time the front's latency, so noise could swap near-tied heads
     (and the first finalisation dropped the weights of heads off its front), and it would
     record generations that took no time.
     """
-    if evaluations != restored or not run.front_path.is_file():
+    if trained or not run.front_path.is_file():
         return None
     doc = run.read_front()
     if doc.get("evaluations") != evaluations or len(doc.get("history", [])) != generations:

@@ -165,16 +165,14 @@ def test_evolve_then_front(tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Pat
     assert {"task", "metric", "baseline", "front"} <= set(doc)
     # A second evolve on the finished run resumes it: nothing is trained again.
     before = (out / "archive.jsonl").read_text()
-    front_before = json.loads((out / "front.json").read_text())["front"]
+    front_before = (out / "front.json").read_text()
     again = subprocess.run(
         [sys.executable, "-m", "moohead.cli.main", *args], capture_output=True, text=True
     )
     assert again.returncode == 0 and "resuming" in again.stdout, again.stderr
     assert (out / "archive.jsonl").read_text() == before
-    front_after = json.loads((out / "front.json").read_text())["front"]
-    assert [(e["id"], e["score"]) for e in front_after] == [
-        (e["id"], e["score"]) for e in front_before
-    ]
+    # ... and the front it wrote stands: not re-timed, so noise cannot swap near-tied heads
+    assert (out / "front.json").read_text() == front_before
     # A different search on it refuses, naming the difference, and changes nothing.
     other = [*args[:-1], "4"]  # --seed 4
     proc = subprocess.run(

@@ -65,6 +65,15 @@ def evaluations() -> list[Evaluation]:
     ]
 
 
+def saved(path: Path) -> RunDir:
+    """A run directory holding the weights of every evaluation that trained."""
+    run = RunDir(path)
+    for e in evaluations():
+        if e.ok:
+            run.heads.save(e.id, {"w": torch.zeros(1)})
+    return run
+
+
 def test_best_baseline_takes_the_best_score_and_the_first_on_ties() -> None:
     evals = evaluations()
     assert best_baseline(evals, LAYERS).id == 1
@@ -101,7 +110,7 @@ def test_re_timed_latency_decides_the_front() -> None:
 def test_front_document_scores_on_validation_and_counts_failures(tmp_path: Path) -> None:
     s, _ = spec()
     history = [{"generation": 1}]
-    doc = front_document(evaluations(), history, s, RunDir(tmp_path))
+    doc = front_document(evaluations(), history, s, saved(tmp_path))
     assert doc["task"] == "sst2" and doc["objectives"] == ["score", "flops"]
     assert doc["evaluations"] == 7 and doc["failed"] == 1
     assert doc["failures"] == {"diverged: loss is nan": 1}
@@ -125,10 +134,7 @@ def test_front_document_scores_on_validation_and_counts_failures(tmp_path: Path)
 
 
 def test_finalize_writes_the_run_and_keeps_only_front_weights(tmp_path: Path) -> None:
-    run = RunDir(tmp_path)
-    for i in range(7):
-        if i != 5:
-            run.heads.save(i, {"w": torch.zeros(1)})
+    run = saved(tmp_path)
     s, _ = spec()
     doc = finalize(evaluations(), [{"generation": 1}], s, run)
     assert run.read_front() == doc and doc["history"] == [{"generation": 1}]
@@ -136,11 +142,30 @@ def test_finalize_writes_the_run_and_keeps_only_front_weights(tmp_path: Path) ->
     assert sorted(int(p.stem) for p in (tmp_path / "heads").glob("*.pt")) == [1, 2, 4]
 
 
+def test_finalizing_again_never_picks_a_head_whose_weights_were_dropped(tmp_path: Path) -> None:
+    """Head 2's archived latency makes it a candidate; re-timed, the first finalisation
+    finds it dominated and drops its weights. Re-timed again, noise could make it
+    non-dominated: it can no longer be validated or exported, so it is not a candidate."""
+    evals = [
+        ev(0, baseline(LAYERS, 1e-3), 0.70, 6000, latency=9.0),
+        ev(1, Genome(depth=1, pool="mean"), 0.72, 1000, latency=1.0),
+        ev(2, Genome(depth=2, pool="mean"), 0.71, 2000, latency=0.5),
+    ]
+    run = RunDir(tmp_path)
+    for e in evals:
+        run.heads.save(e.id, {"w": torch.zeros(1)})
+    objectives = ("score", "latency")
+    first, _ = spec(latency={1: 1.0, 2: 2.0, 6: 6.0}, objectives=objectives)
+    assert [e["id"] for e in finalize(evals, [], first, run)["front"]] == [1]
+    again, _ = spec(latency={1: 1.0, 2: 0.5, 6: 6.0}, objectives=objectives)
+    assert [e["id"] for e in finalize(evals, [], again, run)["front"]] == [1]
+
+
 def test_front_prints_failures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from conftest import run_cli
 
     s, _ = spec()
-    run = RunDir(tmp_path / "run")
+    run = saved(tmp_path / "run")
     run.write_front(front_document(evaluations(), [], s, run))
     code, out, _ = run_cli(["front", str(run.path)], capsys)
     assert code == 0
@@ -153,7 +178,7 @@ def test_piped_output_keeps_each_row_on_one_line(tmp_path: Path) -> None:
     import sys
 
     s, _ = spec()
-    run = RunDir(tmp_path / "a-run-folder-with-a-long-name-so-rows-are-wide")
+    run = saved(tmp_path / "a-run-folder-with-a-long-name-so-rows-are-wide")
     run.write_front(front_document(evaluations(), [], s, run))
     out = subprocess.run(
         [sys.executable, "-m", "moohead.cli.main", "front", str(run.path)],

@@ -175,12 +175,12 @@ def test_a_finished_run_resumed_with_nothing_new_keeps_its_written_front(tmp_pat
     """Finalising again would re-time latency (noise could swap near-tied heads whose
     weights were already dropped); a stopped search's front is finalised again."""
     run = RunDir(tmp_path)
-    assert written_front(run, 5, 5, 2) is None  # nothing written yet
+    assert written_front(run, 0, 5, 2) is None  # nothing written yet
     doc = {"task": "sst2", "metric": "accuracy", "baseline": {}, "front": [{"id": 3}],
            "evaluations": 5, "history": [{}, {}]}  # fmt: skip
     run.write_front(doc)
-    assert written_front(run, 5, 5, 2) == doc
-    assert written_front(run, 6, 5, 2) is None  # something new was evaluated
-    assert written_front(run, 5, 5, 3) is None  # written before the last generation
+    assert written_front(run, 0, 5, 2) == doc
+    assert written_front(run, 1, 5, 2) is None  # something new was trained
+    assert written_front(run, 0, 5, 3) is None  # written before the last generation
     run.write_front(doc | {"evaluations": 4})
-    assert written_front(run, 5, 5, 2) is None
+    assert written_front(run, 0, 5, 2) is None
