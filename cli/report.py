@@ -78,7 +78,7 @@ class RichReporter(Reporter):
 
 
 def front_table(doc: dict[str, Any]) -> Table:
-    """The front with the baseline row first."""
+    """The front, with the baseline and the references (the best one in bold) first."""
     table = Table(title=f"{doc['task']} front ({doc['metric']}), {len(doc['front'])} heads")
     for name, justify in (
         ("id", "right"),
@@ -103,11 +103,37 @@ def front_table(doc: dict[str, Any]) -> Table:
             style=style,
         )
 
-    row(doc["baseline"], "yellow", f"baseline: {doc['baseline']['summary']}")
+    references = doc.get("references", [])  # absent from fronts written before references
+    if not any(e["name"] == "hf-head" for e in references):
+        row(doc["baseline"], "yellow", f"baseline: {doc['baseline']['summary']}")
+    for e in references:
+        style = "bold yellow" if e["name"] == doc.get("reference") else "yellow"
+        name = "hf-head (baseline)" if e["name"] == "hf-head" else e["name"]
+        row(e, style, f"{name}: {e['summary']}")
     table.add_section()
     for e in doc["front"]:
         row(e)
+    table.caption = front_caption(doc)
     return table
+
+
+def front_caption(doc: dict[str, Any]) -> str | None:
+    """Gains of the best search-val head on validation, and the references skipped."""
+    lines = []
+    gains = doc.get("gains")
+    if gains:
+        ref = (
+            f"{gains['vs_reference']:+.4f} over {doc['reference']} (the reference), "
+            if ("vs_reference" in gains)
+            else ""
+        )
+        lines.append(
+            f"best search-val head #{gains['head']} on validation: "
+            f"{ref}{gains['vs_hf_head']:+.4f} over hf-head"
+        )
+    for name, why in (doc.get("skipped_references") or {}).items():
+        lines.append(f"{name} skipped: {why}")
+    return "\n".join(lines) or None
 
 
 def pick_table(record: dict[str, Any]) -> Table:

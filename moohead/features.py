@@ -170,7 +170,7 @@ def read_views(views: Any, genome: Genome) -> list[str]:
     """The views a genome reads: the sentence, the joint pair, or both sides (siamese)."""
     if "text" in views:
         return ["text"]
-    return ["a", "b"] if genome.pair == "siamese" else ["joint"]
+    return ["a", "b"] if genome.two_sided else ["joint"]
 
 
 def cache_key(

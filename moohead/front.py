@@ -7,7 +7,7 @@ validation) is injected, so unit tests run it without a model.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,6 +15,8 @@ import numpy as np
 from moohead.errors import MooheadError
 from moohead.evaluation import Evaluation
 from moohead.genome import Genome, is_baseline_arch
+from moohead.references import References
+from moohead.references import summary as reference_fields
 from moohead.rundir import RunDir
 
 # Latencies closer than this (relative) are a tie: timing noise on a shared machine is
@@ -127,12 +129,13 @@ def select_front(
     ok: list[Evaluation],
     objectives: tuple[str, ...],
     retime: Callable[[list[Genome]], list[float]],
-    also_time: Evaluation,
+    also_time: list[Evaluation],
 ) -> tuple[list[Evaluation], dict[str, float]]:
     """The front of successful evaluations, with latency re-measured.
 
     Latency is a measurement: the archived front's candidates (and ``also_time``, the
-    baseline) are re-timed together by ``retime``, so noise cannot pick the front. Of
+    baseline and the references) are re-timed together by ``retime``, so noise cannot
+    pick the front. Of
     identical objective vectors (same architecture and score) the first evaluated stays.
 
     Returns:
@@ -140,7 +143,7 @@ def select_front(
     """
     tol = tolerances(objectives)
     candidates = [ok[i] for i in np.flatnonzero(nondominated(objective_rows(ok, objectives), tol))]
-    archs = {e.genome.arch_key(): e.genome for e in [*candidates, also_time]}
+    archs = {e.genome.arch_key(): e.genome for e in [*candidates, *also_time]}
     latency = dict(zip(archs, retime(list(archs.values())), strict=True))
     rows = objective_rows(candidates, objectives, latency)
     front, seen = [], set()
@@ -163,6 +166,7 @@ class FrontSpec:
         validate: Official validation metrics of an evaluation's saved model:
             ``{"score": ..., "splits": {name: metrics}}``.
         header: ``front.json``'s descriptive fields (task, metric, encoder, device, ...).
+        references: The search's tuned references.
     """
 
     objectives: tuple[str, ...]
@@ -170,6 +174,7 @@ class FrontSpec:
     retime: Callable[[list[Genome]], list[float]]
     validate: Callable[[Evaluation], dict[str, Any]]
     header: dict[str, Any]
+    references: References = field(default_factory=lambda: References([]))
 
 
 def front_document(
@@ -183,11 +188,15 @@ def front_document(
     """
     ok = [e for e in evaluations if e.ok and run.heads.has(e.id)]
     base = best_baseline(evaluations, spec.num_layers)
-    front, latency = select_front(ok, spec.objectives, spec.retime, base)
+    refs = [ev for _, ev in spec.references.ranked()]
+    front, latency = select_front(ok, spec.objectives, spec.retime, [base, *refs])
+    validated: dict[int, dict[str, Any]] = {}
 
     def entry(e: Evaluation) -> dict[str, Any]:
         assert e.cost is not None
-        val = spec.validate(e)
+        if e.id not in validated:
+            validated[e.id] = spec.validate(e)
+        val = validated[e.id]
         return {
             "id": e.id,
             "summary": e.genome.describe(),
@@ -203,6 +212,8 @@ def front_document(
             "weights": run.heads.name(e.id),
         }
 
+    entries = [entry(e) for e in front]
+    refs_doc = reference_fields(spec.references, entry)
     return {
         **spec.header,
         "objectives": list(spec.objectives),
@@ -210,20 +221,38 @@ def front_document(
         "failed": sum(1 for e in evaluations if not e.ok),
         "failures": failure_counts(evaluations),
         "baseline": entry(base),
-        "front": [entry(e) for e in front],
+        "front": entries,
+        **refs_doc,
+        "gains": gains(entries, refs_doc["references"], entry(base)),
         "history": history,
     }
+
+
+def gains(
+    front: list[dict[str, Any]], references: list[dict[str, Any]], hf_head: dict[str, Any]
+) -> dict[str, Any]:
+    """Validation gains of the front's best search-val head (never chosen on validation)
+    over the best search-val reference and over ``hf-head``."""
+    best = max(front, key=lambda e: (e["score"], -e["id"]))
+    out: dict[str, Any] = {
+        "head": best["id"],
+        "vs_hf_head": best["validation"] - hf_head["validation"],
+    }
+    if references:
+        out["vs_reference"] = best["validation"] - references[0]["validation"]
+    return out
 
 
 def finalize(
     evaluations: list[Evaluation], history: list[dict[str, Any]], spec: FrontSpec, run: RunDir
 ) -> dict[str, Any]:
-    """Write ``front.json`` and the plot, then drop the weights of heads off the front."""
+    """Write ``front.json`` and the plot, then drop the weights of heads off the front
+    (but for the baseline's and the references')."""
     from moohead.plot import plot_front
 
     doc = front_document(evaluations, history, spec, run)
     run.write_front(doc)
     plot_front(doc, [e.to_record() for e in evaluations], run.plot_path)
     # Only now that the front is written: the front's and the baseline's weights stay.
-    run.heads.prune({e["id"] for e in [doc["baseline"], *doc["front"]]})
+    run.heads.prune({e["id"] for e in [doc["baseline"], *doc["front"], *doc["references"]]})
     return doc

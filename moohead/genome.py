@@ -13,7 +13,7 @@ from typing import Any
 
 LAYER_MODES = ("last", "concat", "mix")
 LAYER_COUNTS = (2, 3, 4)
-PAIR_MODES = ("joint", "siamese")
+PAIR_MODES = ("joint", "siamese", "cosine")
 POOLS = ("cls", "mean", "max", "cls+mean", "attention")
 MIXERS = ("none", "conv3", "conv5", "attention")
 ACTIVATIONS = ("tanh", "relu", "gelu", "silu")
@@ -35,8 +35,11 @@ class Genome:
         depth: Encoder layers kept (1..L).
         layers: Hidden states read: ``last``, ``concat`` or scalar ``mix`` of the last ``k``.
         k: How many of the last layers ``concat``/``mix`` read.
-        pair: ``joint`` (one encoding of both sentences) or ``siamese`` (u, v, |u-v|, u*v).
+        pair: ``joint`` (one encoding of both sentences), ``siamese`` (each sentence on its
+            own, then the MLP reads u, v, |u-v|, u*v) or ``cosine`` (each on its own, then
+            a scale and bias, or for classes a threshold, on cos(u, v)).
         pool: Token pooling.
+        normalize: L2-normalise the pooled embedding (sentence-transformers' Normalize).
         mixer: Token mixer before pooling.
         mlp_layers: Hidden layers of the MLP (0 = linear classifier).
         width: Hidden width as a multiple of the encoder's hidden size.
@@ -53,6 +56,7 @@ class Genome:
     k: int = 1
     pair: str = "joint"
     pool: str = "cls"
+    normalize: bool = False
     mixer: str = "none"
     mlp_layers: int = 0
     width: float = 1.0
@@ -83,12 +87,19 @@ class Genome:
         arch = {k: v for k, v in self.to_dict().items() if k not in TRAINING_GENES}
         return json.dumps(arch, sort_keys=True)
 
+    @property
+    def two_sided(self) -> bool:
+        """Whether each sentence of a pair is encoded on its own (siamese or cosine)."""
+        return self.pair in ("siamese", "cosine")
+
     def describe(self) -> str:
         """A short human-readable summary for tables."""
         read = "last" if self.layers == "last" else f"{self.layers}{self.k}"
-        parts = [f"d{self.depth}", read, self.pool]
+        parts = [f"d{self.depth}", read, self.pool + ("+l2" if self.normalize else "")]
         if self.pair == "siamese":
             parts.insert(0, "siam")
+        elif self.pair == "cosine":
+            parts.insert(0, "cos")
         if self.mixer != "none":
             parts.append(self.mixer)
         if self.mlp_layers:
@@ -112,6 +123,10 @@ def canonical(genome: Genome, num_layers: int, is_pair: bool) -> Genome:
         g = replace(g, k=k) if k > 1 else replace(g, layers="last", k=1)
     if not is_pair:
         g = replace(g, pair="joint")
+    if g.pair == "cosine":
+        # cos(u, v) is one number, and scale-invariant: a linear map of it (scale and
+        # bias, or a threshold), no dropout, and normalising first changes nothing.
+        g = replace(g, mlp_layers=0, dropout=0.0, normalize=False)
     if g.mlp_layers == 0:
         g = replace(g, width=1.0, activation="tanh", norm=False, residual=False)
     elif g.mlp_layers == 1:
@@ -155,6 +170,7 @@ def search_space(num_layers: int, is_pair: bool) -> dict[str, Any]:
         "layers": Choice(options=list(LAYER_MODES)),
         "k": Choice(options=list(LAYER_COUNTS)),
         "pool": Choice(options=list(POOLS)),
+        "normalize": Binary(),
         "mixer": Choice(options=list(MIXERS)),
         "mlp_layers": Integer(bounds=(0, MAX_MLP_LAYERS)),
         "width": Choice(options=list(WIDTHS)),
@@ -178,6 +194,7 @@ def decode(x: dict[str, Any], num_layers: int, is_pair: bool) -> Genome:
         k=int(x["k"]),
         pair=str(x.get("pair", "joint")),
         pool=str(x["pool"]),
+        normalize=bool(x["normalize"]),
         mixer=str(x["mixer"]),
         mlp_layers=int(x["mlp_layers"]),
         width=float(x["width"]),

@@ -237,23 +237,29 @@ class MLP(nn.Module):
         return self.classifier(self.dropout(x))
 
 
+def pair_width(pair: str, pooled: int) -> int:
+    """Width of what the MLP reads for a pair mode, from the pooled width."""
+    return {"joint": pooled, "siamese": 4 * pooled, "cosine": 1}[pair]
+
+
 class Head(nn.Module):
-    """Reader -> mixer -> pool -> (siamese combination) -> MLP."""
+    """Reader -> mixer -> pool -> (L2 norm) -> (siamese or cosine combination) -> MLP."""
 
     def __init__(self, genome: Genome, hidden: int, num_labels: int) -> None:
         super().__init__()
         self.genome = genome
-        self.siamese = genome.pair == "siamese"
+        self.siamese = genome.two_sided  # both sentences come in on their own
         dim = reader_width(genome.layers, genome.k, hidden)
         self.reader = READERS.build(genome.layers, genome.k, hidden)
         self.mixer = MIXERS.build(genome.mixer, dim)
         self.pool = POOLS.build(genome.pool, dim)
-        pooled = pool_width(genome.pool, dim)
-        self.mlp = MLP(genome, 4 * pooled if self.siamese else pooled, hidden, num_labels)
+        pooled = pair_width(genome.pair, pool_width(genome.pool, dim))
+        self.mlp = MLP(genome, pooled, hidden, num_labels)
 
     def embed(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = self.reader(states)
-        return self.pool(self.mixer(x, mask), mask)
+        pooled = self.pool(self.mixer(x, mask), mask)
+        return F.normalize(pooled, dim=-1) if self.genome.normalize else pooled
 
     def forward(
         self,
@@ -267,7 +273,10 @@ class Head(nn.Module):
             if states_b is None or mask_b is None:
                 raise ValueError("a siamese head needs the states of both sentences")
             v = self.embed(states_b, mask_b)
-            u = torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
+            if self.genome.pair == "cosine":
+                u = F.cosine_similarity(u, v, dim=-1).unsqueeze(-1)
+            else:
+                u = torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
         return self.mlp(u)
 
 

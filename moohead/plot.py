@@ -1,4 +1,5 @@
-"""``front.png``: score against FLOPs and against latency, with the baseline marked."""
+"""``front.png``: score against FLOPs and against latency, with the baseline and the
+references marked."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from moohead.files import atomic_write
 
 
 def plot_front(doc: dict[str, Any], evaluations: list[dict[str, Any]], path: Path) -> None:
-    """Two panels (score vs GFLOPs, score vs latency): every evaluation, the front, the baseline.
+    """Two panels (score vs GFLOPs, score vs latency): every evaluation, the front, the
+    baseline and the references (named).
 
     Scores are on search-val (what the search selected on); the front's official
     validation scores are drawn as hollow markers beside them.
@@ -77,6 +79,18 @@ def plot_front(doc: dict[str, Any], evaluations: list[dict[str, Any]], path: Pat
             edgecolors="C3",
             label="baseline (validation)",
         )
+        refs = [e for e in doc.get("references", []) if e.get(key) is not None]
+        ax.scatter(
+            [e[key] * scale for e in refs],
+            [e["score"] for e in refs],
+            marker="D",
+            s=36,
+            c="C1",
+            label="references (search-val)",
+        )
+        for e in refs:
+            ax.annotate(e["name"], (e[key] * scale, e["score"]), fontsize=7, alpha=0.8,
+                        xytext=(4, -8), textcoords="offset points")  # fmt: skip
         ax.set_xlabel(label)
         ax.set_ylabel(doc["metric"])
         ax.grid(alpha=0.3)

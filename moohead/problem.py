@@ -56,15 +56,36 @@ def make_nsga2(
     population: int,
     seeds: list[dict[str, Any]],
     repair: Repair,
+    n_genes: int,
 ) -> Any:
-    """NSGA-II (rank and crowding survival) for mixed variables, seeded with ``seeds``."""
+    """NSGA-II (rank and crowding survival) for mixed variables, seeded with ``seeds``.
+
+    Mutation changes each gene with probability ``1 / n_genes`` (about one gene an
+    offspring). pymoo's mixed-variable defaults mutate each choice gene on its own, as a
+    one-variable problem, so with probability 0.5: an offspring then differs from its
+    parents in about half its genes, and the search is little better than sampling at
+    random. Integer genes (depth, MLP layers) take polynomial steps wide enough (eta 3)
+    to move to a neighbouring value once rounded.
+    """
     from pymoo.algorithms.moo.nsga2 import NSGA2, binary_tournament
     from pymoo.core.mixed import (
         MixedVariableDuplicateElimination,
         MixedVariableMating,
         MixedVariableSampling,
     )
+    from pymoo.core.variable import Binary, Choice, Integer
+    from pymoo.operators.mutation.bitflip import BFM
+    from pymoo.operators.mutation.pm import PM
+    from pymoo.operators.mutation.rm import ChoiceRandomMutation
+    from pymoo.operators.repair.rounding import RoundingRepair
     from pymoo.operators.selection.tournament import TournamentSelection
+
+    rate = 1.0 / n_genes
+    mutation = {
+        Binary: BFM(prob_var=rate),
+        Integer: PM(vtype=float, repair=RoundingRepair(), prob_var=rate, eta=3),
+        Choice: ChoiceRandomMutation(prob_var=rate),
+    }
 
     class SeededSampling(MixedVariableSampling):
         """Random genomes, with the seeds (the baseline) first."""
@@ -81,6 +102,7 @@ def make_nsga2(
         sampling=SeededSampling(),
         mating=MixedVariableMating(
             selection=TournamentSelection(func_comp=binary_tournament),
+            mutation=mutation,
             repair=repair,
             eliminate_duplicates=dedup,
         ),

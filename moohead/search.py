@@ -1,4 +1,5 @@
-"""``moohead evolve``: the search loop. Seed the baseline, run NSGA-II, finalise the front.
+"""``moohead evolve``: the search loop. Tune the references, seed them, run NSGA-II,
+finalise the front.
 
 Preparation is workspace.py, evaluation evaluate.py, the front front.py, the run's files
 rundir.py; this module wires them together and runs the generations.
@@ -20,10 +21,11 @@ from moohead.evaluation import Evaluation
 from moohead.fidelity import score_model
 from moohead.front import FrontSpec, best_baseline, finalize, search_hypervolume
 from moohead.fused import ModelFactory
-from moohead.genome import LEARNING_RATES, Genome, baseline, decode, encode, search_space
+from moohead.genome import Genome, decode, encode, search_space
 from moohead.measure import measure_latency_interleaved
 from moohead.problem import CanonicalRepair, HeadSearchProblem, make_nsga2
 from moohead.progress import GenerationStats, Reporter
+from moohead.references import References, define, tune
 from moohead.resume import check_identity
 from moohead.rundir import RunDir
 from moohead.stop import StopFlag, stop_on_sigint
@@ -86,12 +88,13 @@ def _run_locked(cfg: SearchConfig, run: RunDir, rep: Reporter) -> dict[str, Any]
         rep.message(f"resuming {cfg.out}: {len(records)} finished evaluations restored{note}")
     evaluator.on_new = rep.evaluated
     first_new_id = evaluator.next_id
+    refs = define(ws.data.info.num_layers, ws.data.task.is_pair, ws.native)
     with stop_on_sigint(stop):
-        history = evolve(cfg, evaluator, ws.data.info.num_layers, ws.data.task.is_pair, rep)
+        history = evolve(cfg, evaluator, refs, ws.data.info.num_layers, ws.data.task.is_pair, rep)
     trained = evaluator.next_id - first_new_id
     doc = written_front(run, trained, len(evaluator.evaluations), len(history))
     if doc is None:
-        doc = finalize(evaluator.evaluations, history, front_spec(ws, models, run), run)
+        doc = finalize(evaluator.evaluations, history, front_spec(ws, models, run, refs), run)
     doc["cache_seconds"] = round(ws.cache_seconds, 2)
     return doc
 
@@ -125,17 +128,24 @@ def make_trainer(ws: Workspace, stop: StopFlag) -> Trainer:
 
 
 def evolve(
-    cfg: SearchConfig, evaluator: Evaluator, num_layers: int, is_pair: bool, rep: Reporter
+    cfg: SearchConfig,
+    evaluator: Evaluator,
+    refs: References,
+    num_layers: int,
+    is_pair: bool,
+    rep: Reporter,
 ) -> list[dict[str, Any]]:
-    """The baseline at every learning rate, then NSGA-II; returns per-generation stats."""
-    # The baseline gets the same learning-rate choices as every genome, so a gain is the head's.
-    evaluator([baseline(num_layers, lr) for lr in LEARNING_RATES])
+    """Tune the references (filling ``refs.best``), then NSGA-II with the tuned references
+    first in its first population; returns per-generation stats."""
+    tune(refs, evaluator)
+    for name, ev in refs.ranked():
+        rep.message(f"reference {name}: {ev.score:.4f} search-val  ({ev.genome.describe()})")
     dec = partial(decode, num_layers=num_layers, is_pair=is_pair)
     enc = partial(encode, is_pair=is_pair)
     space = search_space(num_layers, is_pair)
     problem = HeadSearchProblem(space, cfg.objectives, dec, evaluator)
-    seeds = [enc(best_baseline(evaluator.evaluations, num_layers).genome)]
-    algorithm = make_nsga2(cfg.population, seeds, CanonicalRepair(dec, enc))
+    seeds = [enc(ev.genome) for _, ev in refs.ranked()]
+    algorithm = make_nsga2(cfg.population, seeds, CanonicalRepair(dec, enc), len(space))
     algorithm.setup(problem, termination=("n_gen", cfg.generations), seed=cfg.seed, verbose=False)
     history: list[dict[str, Any]] = []
     generation, start = 0, time.perf_counter()
@@ -162,7 +172,7 @@ def evolve(
     return history
 
 
-def front_spec(ws: Workspace, models: ModelFactory, run: RunDir) -> FrontSpec:
+def front_spec(ws: Workspace, models: ModelFactory, run: RunDir, refs: References) -> FrontSpec:
     """Finalising this search: re-time on its device, score on its validation splits."""
     cfg, data, train_cfg = ws.cfg, ws.data, ws.train_config()
 
@@ -182,4 +192,4 @@ def front_spec(ws: Workspace, models: ModelFactory, run: RunDir) -> FrontSpec:
         "device": ws.device,
         "reference_input": {"batch": 1, "length": cfg.reference_length},
     }
-    return FrontSpec(cfg.objectives, data.info.num_layers, retime, validate, header)
+    return FrontSpec(cfg.objectives, data.info.num_layers, retime, validate, header, refs)

@@ -10,11 +10,12 @@ from typing import Any
 
 from moohead.config import SearchConfig, deterministic_cuda, resolve_device
 from moohead.data import load_split, resolve_task
-from moohead.encoder import load_encoder
+from moohead.encoder import load_encoder, resolve_model
 from moohead.features import CacheConfig, PrepareContext
 from moohead.fidelity import Fidelity, SearchData, get_fidelity, prepare_search_data
 from moohead.files import package_versions
 from moohead.genome import search_space
+from moohead.pooling import NativePooling, native_pooling
 from moohead.resume import identity
 from moohead.splits import search_splits
 from moohead.train import TrainConfig
@@ -34,6 +35,7 @@ class Workspace:
     cache_seconds: float
     cache_bytes: int
     identity: dict[str, Any]
+    native: NativePooling
 
     def summary(self) -> dict[str, Any]:
         """What the run's config records besides the config itself."""
@@ -42,6 +44,7 @@ class Workspace:
             "device": self.device,
             "encoder": asdict(self.data.info),
             "task": asdict(self.data.task),
+            "native_pooling": asdict(self.native),
             "examples": {
                 "search-train": len(self.data.train),
                 "search-stop": len(self.data.stop),
@@ -99,6 +102,7 @@ def prepare(
         train, task.is_regression, cfg.max_train, cfg.val_fraction, cfg.stop_fraction, cfg.seed
     )
     encoder, tokenizer, info = load_encoder(cfg.model)
+    native = native_pooling(resolve_model(cfg.model))
     ident = identity(
         cfg.to_dict(),
         {
@@ -107,6 +111,7 @@ def prepare(
                 name: split.fingerprint() for name, split in (cut.named() | validation).items()
             },
             "space": space_signature(info.num_layers, task.is_pair),
+            "native_pooling": [native.pool, native.normalize],
         },
     )
     if check is not None:
@@ -129,4 +134,5 @@ def prepare(
         cache_seconds=seconds,
         cache_bytes=fidelity.disk_bytes([*data.splits(), *valid_s.values()]),
         identity=ident,
+        native=native,
     )

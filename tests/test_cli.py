@@ -51,6 +51,16 @@ def _bad_inputs(tiny: Path, glue: Path, tmp: Path) -> list[tuple[list[str], str]
     (tmp / "empty" / "sst2" / "train.tsv").write_text("")
     (tmp / "empty" / "sst2" / "validation.tsv").write_text("sentence\tlabel\nfine\t1\n")
     (tmp / "oldrun").mkdir()
+    # A sentence-transformers folder whose pooling config does not parse.
+    import shutil
+
+    broken = tmp / "brokenpool"
+    shutil.copytree(tiny, broken)
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]  # fmt: skip
+    (broken / "modules.json").write_text(json.dumps(modules))
+    (broken / "1_Pooling").mkdir()
+    (broken / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": tru')
     (tmp / "oldrun" / "archive.jsonl").write_text('{"id": 0, "genome": {}}\n')
 
     def data(name: str, task: str = "sst2") -> list[str]:
@@ -87,6 +97,10 @@ def _bad_inputs(tiny: Path, glue: Path, tmp: Path) -> list[tuple[list[str], str]
             "not a Hugging Face model folder",
         ),
         ([*base[:3], "--data-dir", str(tmp / "nowhere"), *base[5:]], "is not a folder"),
+        (
+            [*base[:1], "--model", str(broken), *base[3:5], "--out", str(tmp / "r-pool")],
+            f"cannot read {broken / '1_Pooling' / 'config.json'}",
+        ),
         (["front", str(tmp / "missing-run")], "does not exist"),
         (["front", str(tmp / "brokenrun")], "corrupted"),
         (["front", str(tmp / "notamodel")], "has no front.json"),
@@ -104,6 +118,7 @@ def test_bad_input_is_one_line_and_exit_2(
         assert needle in lines[0], (args, lines[0])
         assert "Traceback" not in out + err
     assert not (tmp_path / "r" / "archive.jsonl").exists()
+    assert not (tmp_path / "r-pool" / "archive.jsonl").exists()
     assert (tmp_path / "brokenrun" / "front.json").read_text() == "{not json"
     assert (tmp_path / "oldrun" / "archive.jsonl").read_text() == '{"id": 0, "genome": {}}\n'
     assert sorted(p.name for p in (tmp_path / "oldrun").iterdir()) == [".lock", "archive.jsonl"]

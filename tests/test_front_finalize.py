@@ -86,7 +86,7 @@ def test_best_baseline_takes_the_best_score_and_the_first_on_ties() -> None:
 def test_front_keeps_non_dominated_heads_once_sorted_by_flops() -> None:
     s, calls = spec()
     evals = evaluations()
-    front, latency = select_front([e for e in evals if e.ok], s.objectives, s.retime, evals[1])
+    front, latency = select_front([e for e in evals if e.ok], s.objectives, s.retime, [evals[1]])
     assert [e.id for e in front] == [2, 4]  # 3 dominated, 6 a duplicate, 0/1 dominated by 4
     # the candidates and the baseline were re-timed in one call, each architecture once
     assert len(calls) == 1 and len(calls[0]) == len({g.arch_key() for g in calls[0]})
@@ -102,7 +102,7 @@ def test_re_timed_latency_decides_the_front() -> None:
         ev(2, Genome(depth=2, pool="mean"), 0.71, 1000, latency=0.5),  # archived: fastest
     ]
     s, _ = spec(latency={1: 1.0, 2: 2.0, 6: 6.0}, objectives=("score", "latency"))
-    front, latency = select_front(evals, s.objectives, s.retime, evals[0])
+    front, latency = select_front(evals, s.objectives, s.retime, [evals[0]])
     assert [e.id for e in front] == [1]
     assert latency[evals[2].genome.arch_key()] == 2.0
 
@@ -244,7 +244,7 @@ def test_latency_within_the_tolerance_is_a_tie() -> None:
         b = ev(2, Genome(depth=1), 0.79, 1000, latency=b_latency)
         again = b_latency if retimed is None else retimed
         s, _ = spec(latency={2: 1.0, 1: again, 6: 9.0}, objectives=objectives)
-        return [e.id for e in select_front([base, a, b], objectives, s.retime, base)[0]]
+        return [e.id for e in select_front([base, a, b], objectives, s.retime, [base])[0]]
 
     assert front_ids(0.97) == [1]
     assert front_ids(0.90) == [1, 2]  # equal FLOPs: the better score first
@@ -262,10 +262,10 @@ def test_front_is_sorted_by_flops_then_score() -> None:
         ev(3, Genome(depth=3), 0.80, 3000, latency=0.2),
     ]
     s, _ = spec(latency={1: 0.1, 2: 1.0, 3: 0.5, 6: 3.0}, objectives=("score", "latency"))
-    front, _ = select_front(evals, s.objectives, s.retime, evals[0])
+    front, _ = select_front(evals, s.objectives, s.retime, [evals[0]])
     assert [e.id for e in front] == [2, 3]  # 1 is slower and worse than 3
     s, _ = spec(latency={1: 0.1, 2: 0.2, 3: 0.5, 6: 3.0}, objectives=("score", "latency"))
-    front, _ = select_front(evals, s.objectives, s.retime, evals[0])
+    front, _ = select_front(evals, s.objectives, s.retime, [evals[0]])
     assert [e.id for e in front] == [2, 3, 1]  # 3 before 1: same FLOPs, better score
 
 

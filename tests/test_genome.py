@@ -93,14 +93,14 @@ def test_every_genome_builds_and_runs(g: Genome, batch: int, tokens: int) -> Non
     head = build_head(g, hidden_size=32, num_labels=3).eval()
     states = torch.randn(g.k, batch, tokens, 32)
     mask = torch.ones(batch, tokens, dtype=torch.bool)
-    pair = (states.flip(2), mask) if g.pair == "siamese" else ()
+    pair = (states.flip(2), mask) if g.two_sided else ()
     out = head(states, mask, *pair)
     assert out.shape == (batch, 3) and torch.isfinite(out).all()
     # Padding: two extra garbage tokens, masked out, must not change the output.
     padded = torch.cat([states, 100 * torch.randn(g.k, batch, 2, 32)], dim=2)
     pmask = torch.cat([mask, torch.zeros(batch, 2, dtype=torch.bool)], dim=1)
     ppair: tuple[torch.Tensor, ...] = ()
-    if g.pair == "siamese":
+    if g.two_sided:
         ppair = (torch.cat([states.flip(2), torch.zeros(g.k, batch, 2, 32)], dim=2), pmask)
     torch.testing.assert_close(head(padded, pmask, *ppair), out, atol=1e-4, rtol=1e-4)
     head.train()

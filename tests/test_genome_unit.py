@@ -128,6 +128,19 @@ def test_pair_mode_only_on_pair_tasks() -> None:
     assert canonical(Genome(depth=2, pair="siamese"), 6, False).pair == "joint"
     assert canonical(Genome(depth=2, pair="siamese"), 6, True).pair == "siamese"
     assert canonical(Genome(depth=2, pair="joint"), 6, True).pair == "joint"
+    assert canonical(Genome(depth=2, pair="cosine"), 6, False).pair == "joint"
+
+
+def test_cosine_pairs_are_a_linear_map_of_one_number() -> None:
+    """cos(u, v) is scale-invariant and one-dimensional: no MLP, no dropout, no L2 norm."""
+    g = canonical(
+        Genome(depth=2, pair="cosine", normalize=True, mlp_layers=2, dropout=0.3, lr=3e-4), 6, True
+    )
+    assert g == Genome(depth=2, pair="cosine", mlp_layers=0, dropout=0.0, lr=3e-4)
+    assert g.two_sided and canonical(Genome(depth=2, pair="siamese"), 6, True).two_sided
+    assert not Genome(depth=2).two_sided
+    assert g.describe() == "cos d2 last cls lr0.0003"
+    assert Genome(depth=2, pool="mean", normalize=True).describe() == "d2 last mean+l2 lr0.001"
 
 
 def test_linear_classifier_has_no_mlp_genes() -> None:
@@ -162,7 +175,8 @@ def test_canonical_leaves_the_other_genes_alone_and_is_idempotent() -> None:
 def test_baseline_is_bert_for_sequence_classification_head() -> None:
     b = baseline(12)
     assert b.to_dict() == {
-        "depth": 12, "layers": "last", "k": 1, "pair": "joint", "pool": "cls", "mixer": "none",
+        "depth": 12, "layers": "last", "k": 1, "pair": "joint", "pool": "cls", "normalize": False,
+        "mixer": "none",
         "mlp_layers": 1, "width": 1.0, "activation": "tanh", "norm": False, "residual": False,
         "dropout": 0.1, "lr": 1e-3, "weight_decay": 0.01,
     }  # fmt: skip
@@ -203,7 +217,7 @@ def test_search_space_spans_every_gene(num_layers: int) -> None:
     for name, values in options.items():
         assert isinstance(single[name], Choice), name
         assert list(single[name].options) == list(values), name
-    assert list(pair["pair"].options) == list(PAIR_MODES) == ["joint", "siamese"]
+    assert list(pair["pair"].options) == list(PAIR_MODES) == ["joint", "siamese", "cosine"]
 
 
 def test_decode_turns_numpy_values_into_a_canonical_genome() -> None:
@@ -212,10 +226,11 @@ def test_decode_turns_numpy_values_into_a_canonical_genome() -> None:
         "pool": np.str_("max"), "mixer": np.str_("conv5"), "mlp_layers": np.int64(2),
         "width": np.float64(0.25), "activation": np.str_("silu"), "norm": np.bool_(True),
         "residual": np.bool_(False), "dropout": np.float64(0.3), "lr": np.float64(3e-3),
-        "weight_decay": np.float64(0.1), "pair": np.str_("siamese"),
+        "weight_decay": np.float64(0.1), "pair": np.str_("siamese"), "normalize": np.bool_(True),
     }  # fmt: skip
     g = decode(x, 6, True)
-    assert g == Genome(depth=3, layers="concat", k=3, pair="siamese", pool="max", mixer="conv5",
+    assert g == Genome(depth=3, layers="concat", k=3, pair="siamese", pool="max", normalize=True,
+                       mixer="conv5",
                        mlp_layers=2, width=0.25, activation="silu", norm=True, residual=False,
                        dropout=0.3, lr=3e-3, weight_decay=0.1)  # fmt: skip
     types = {name: type(value) for name, value in g.to_dict().items()}

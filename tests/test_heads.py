@@ -46,7 +46,7 @@ def test_every_genome_trains_under_mixed_precision(g: Genome) -> None:
     torch.manual_seed(0)
     head = build_head(g, hidden_size=32, num_labels=2)
     states, mask = torch.randn(g.k, 3, 6, 32), torch.ones(3, 6, dtype=torch.bool)
-    pair = (states.flip(2), mask) if g.pair == "siamese" else ()
+    pair = (states.flip(2), mask) if g.two_sided else ()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = head(states, mask, *pair)
     out.float().sum().backward()

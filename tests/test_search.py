@@ -65,21 +65,34 @@ def test_run_directory_holds_everything(
     assert len(records) == doc["evaluations"] and [r["id"] for r in records] == list(
         range(len(records))
     )
-    # The baseline was trained at every learning-rate choice, before the search.
-    first = [Genome.from_dict(r["genome"]) for r in records[: len(LEARNING_RATES)]]
-    assert first == [baseline(2, lr) for lr in LEARNING_RATES]
+    # The references were tuned before the search: hf-head over learning rate, dropout and
+    # weight decay; native (no modules.json here: mean pooling) and probe@2 are one genome.
+    names = [r["name"] for r in doc["references"]]
+    assert sorted(names) == ["hf-head", "native", "probe@1", "probe@2"]
+    assert "single-sentence" in doc["skipped_references"]["cosine"]
+    assert doc["reference"] == names[0] and doc["baseline"]["id"] in {
+        r["id"] for r in doc["references"] if r["name"] == "hf-head"
+    }
+    n_refs = doc["history"][0]["evaluations"] - doc["history"][0]["new"]
+    hf = [Genome.from_dict(r["genome"]) for r in records[:n_refs]]
+    hf = [g for g in hf if g.arch_key() == baseline(2).arch_key()]
+    assert {g.lr for g in hf} == set(LEARNING_RATES) and len({g.dropout for g in hf}) == 4
+    assert len({g.weight_decay for g in hf}) == 3 and len(hf) == 8  # coordinate search
+    # A run never ends worse than its best reference.
+    assert max(e["score"] for e in doc["front"]) >= doc["references"][0]["score"]
     # No genome was trained twice.
     keys = [json.dumps(r["genome"], sort_keys=True) for r in records]
     assert len(keys) == len(set(keys))
     assert (run / "front.png").stat().st_size > 10_000
     assert RunDir(run).read_front() == json.loads((run / "front.json").read_text())
-    for entry in [doc["baseline"], *doc["front"]]:
+    for entry in [doc["baseline"], *doc["front"], *doc["references"]]:
         for key in ("id", "genome", "score", "validation", "flops", "latency_ms", "params"):
             assert entry[key] is not None
         state = torch.load(run / entry["weights"], weights_only=True)
         assert state  # the trained head is on disk
     kept = {int(p.stem) for p in (run / "heads").glob("*.pt")}
-    assert kept == {e["id"] for e in doc["front"]} | {doc["baseline"]["id"]}
+    refs = {e["id"] for e in doc["references"]}
+    assert kept == {e["id"] for e in doc["front"]} | {doc["baseline"]["id"]} | refs
     # The front is non-dominated on its objectives and is the archive's.
     F = np.array([[-e["score"], e["flops"], e["latency_ms"]] for e in doc["front"]])
     assert nondominated(F).all()
@@ -88,7 +101,7 @@ def test_run_directory_holds_everything(
     assert [h["generation"] for h in history] == [1, 2, 3]
     assert history[-1]["evaluations"] == len(records)
     assert [h["evaluations"] for h in history] == [
-        len(LEARNING_RATES) + sum(h["new"] for h in history[: g + 1]) for g in range(3)
+        n_refs + sum(h["new"] for h in history[: g + 1]) for g in range(3)
     ]
     for h in history:
         seen = records[: h["evaluations"]]
@@ -96,11 +109,11 @@ def test_run_directory_holds_everything(
         hv = archive_hypervolume(seen, cfg.objectives)
         assert h["hypervolume"] == pytest.approx(hv, rel=1e-9)
         # The baseline alone covers a box of its score x 1 x 1 below the reference.
-        assert hv >= max(r["score"] for r in seen[: len(LEARNING_RATES)]) - 1e-12
+        assert hv >= doc["baseline"]["score"] - 1e-12
     # Evaluations only add points: the front's hypervolume never shrinks.
     assert all(a["hypervolume"] <= b["hypervolume"] for a, b in itertools.pairwise(history))
-    # The baseline reported is the best of its learning rates.
-    base_scores = [r["score"] for r in records[: len(LEARNING_RATES)]]
+    # The baseline reported is hf-head at its best training genes.
+    base_scores = [r["score"] for r in records if r["genome"] in [g.to_dict() for g in hf]]
     assert doc["baseline"]["score"] == max(base_scores)
 
 
@@ -126,8 +139,10 @@ def test_pair_task_searches_siamese_heads(
         _cfg(tiny_encoder_dir, glue_dir, tmp_path / "rte", task="rte", population=8, generations=2)
     )
     records = [json.loads(x) for x in (tmp_path / "rte" / "archive.jsonl").read_text().splitlines()]
-    assert {r["genome"]["pair"] for r in records} == {"joint", "siamese"}
+    assert {r["genome"]["pair"] for r in records} == {"joint", "siamese", "cosine"}
     assert doc["metric"] == "accuracy" and doc["front"]
+    names = {r["name"] for r in doc["references"]}
+    assert {"hf-head", "native", "cosine"} <= names and not doc["skipped_references"]
 
 
 def test_existing_run_is_never_overwritten(
@@ -168,7 +183,8 @@ def test_custom_regression_task(tiny_encoder_dir: Path, tmp_path: Path) -> None:
     doc = run_search(cfg)
     assert doc["metric"] == "pearson"
     assert set(doc["baseline"]["validation_metrics"]["validation"]) == {"pearson", "score"}
-    assert max(e["validation"] for e in doc["front"]) > 0.5  # the cue word sets the score
+    best = max(doc["front"], key=lambda e: e["score"])  # by search-val, never by validation
+    assert best["validation"] > 0.4  # the cue word sets the score
 
 
 def test_a_finished_run_resumed_with_nothing_new_keeps_its_written_front(tmp_path: Path) -> None:
