@@ -27,6 +27,8 @@ def _head_cell(heads: dict[str, Any], name: str) -> str:
 
 
 def quality_table(data: dict[str, Any]) -> str:
+    if data.get("version") == 2:
+        return quality_table_v2(data)
     rows = [
         "| task (metric) | evals | baseline | best front head | gain | cheapest within 1 pt | FLOPs vs baseline | gap |",
         "|---|---|---|---|---|---|---|---|",
@@ -40,6 +42,68 @@ def quality_table(data: dict[str, Any]) -> str:
             f"| {task} ({t['metric']}) | {t['evaluations']} | {_head_cell(h, 'baseline')} | {_head_cell(h, 'best')} | "
             f"{t['best_gain_points']:+.1f} | {_head_cell(h, 'cheapest')} | "
             f"{'-' if ratio is None else f'{ratio:.2f}x'} | {'-' if gap is None else f'{gap:+.1f}'} |"
+        )
+    return "\n".join(rows)
+
+
+def _mean_cell(h: dict[str, Any]) -> str:
+    if h["validation_mean"] is None:
+        return "none"
+    std = "" if h["validation_std"] is None else f" ± {100 * h['validation_std']:.1f}"
+    return f"{100 * h['validation_mean']:.1f}{std}"
+
+
+def quality_table_v2(data: dict[str, Any]) -> str:
+    rows = [
+        "| task (validation split) | search seeds | best reference | best front head | gain | cheapest within 1 pt | gain | FLOPs vs reference |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for task, t in data["tasks"].items():
+        s = t["summary"]
+        names = ", ".join(sorted({r["reference"]["name"] for r in t["runs"].values()}))
+        cheap = s["cheapest"]
+        ratio = cheap["flops_vs_reference"]
+        gain = cheap["gain_points_mean"]
+        rows.append(
+            f"| {task} ({VALIDATION_NAMES.get(task, 'GLUE dev')}) | {s['reference']['runs']} | "
+            f"{_mean_cell(s['reference'])} ({names}) | {_mean_cell(s['best'])} | "
+            f"{s['best']['gain_points_mean']:+.1f} | {_mean_cell(cheap)} | "
+            f"{'-' if gain is None else f'{gain:+.1f}'} | {'-' if ratio is None else f'{ratio:.2f}x'} |"
+        )
+    return "\n".join(rows)
+
+
+# What each task's validation split is (../shared/glue/README.md): named for what it is.
+VALIDATION_NAMES = {
+    "cola": "out-of-domain dev half",
+    "mrpc": "MSR test set",
+}
+
+
+def svr_table(data: dict[str, Any]) -> str:
+    rows = [
+        "| task (validation split) | seeds | reference (validation) | HV NSGA-II | HV random | ratio | best head, NSGA-II | best head, random | Spearman |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task, t in data["tasks"].items():
+        seeds, s = t["seeds"], t["summary"]
+        refs = ", ".join(
+            f"{v['reference']} {100 * v['reference_validation']:.1f}" for v in seeds.values()
+        )
+        hv = {
+            m: " / ".join(f"{v[m]['hypervolume']:.4f}" for v in seeds.values())
+            for m in ("nsga", "random")
+        }
+        best = {
+            m: f"{100 * s['best_validation_mean'][m]:.1f} ± {100 * s['best_validation_std'][m]:.1f}"
+            for m in ("nsga", "random")
+        }
+        ratio = s["hypervolume_ratio"]
+        split = VALIDATION_NAMES.get(task, "GLUE dev")
+        rows.append(
+            f"| {task} ({split}) | {len(seeds)} | {refs} | {hv['nsga']} | {hv['random']} | "
+            f"{'-' if ratio is None else f'{ratio:.2f}x'} | {best['nsga']} | {best['random']} | "
+            f"{s['spearman_median']:.2f} |"
         )
     return "\n".join(rows)
 
@@ -241,6 +305,7 @@ def main() -> None:
     text = README.read_text()
     renders = (
         ("search_quality", quality_table),
+        ("search_vs_random", svr_table),
         ("search_speed", speed_table),
         ("export_speed", export_table),
         ("cpu_ceiling", ceiling_table),

@@ -279,3 +279,36 @@ def test_read_weights_names_a_missing_or_damaged_file(tmp_path: Path) -> None:
     run.heads.path(3).write_bytes(b"not a torch file")
     with pytest.raises(MooheadError, match=r"cannot load head weights .*the file is damaged"):
         run.read_weights(entry)
+
+
+def test_references_are_reported_with_gains_and_their_weights_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import run_cli
+
+    from moohead.pooling import NativePooling
+    from moohead.references import References, define
+
+    evals = evaluations()
+    refs: References = define(LAYERS, False, NativePooling("mean", True, "x"))
+    refs.best = {"hf-head": evals[1], "probe@1": evals[2], "probe@2": evals[3]}
+    s, _ = spec()
+    s.references = refs
+    run = saved(tmp_path)
+    doc = finalize(evals, [], s, run)
+    assert [r["name"] for r in doc["references"]] == ["hf-head", "probe@1", "probe@2"]
+    assert doc["reference"] == "hf-head"
+    assert "single-sentence" in doc["skipped_references"]["cosine"]
+    assert "failed" in doc["skipped_references"]["native"]  # defined, never trained
+    # the best search-val head (4: 0.80) against the reference (hf-head: 0.75), on validation
+    assert doc["gains"]["head"] == 4
+    assert doc["gains"]["vs_reference"] == pytest.approx(0.05)
+    assert doc["gains"]["vs_hf_head"] == pytest.approx(0.05)
+    # probe@2 (id 3) is off the front, but a reference: its weights stay
+    assert sorted(int(p.stem) for p in (tmp_path / "heads").glob("*.pt")) == [1, 2, 3, 4]
+    code, out, _ = run_cli(["front", str(tmp_path)], capsys)
+    text = " ".join(out.split())
+    assert code == 0 and "hf-head (baseline):" in text and "probe@2:" in text
+    assert "baseline: " not in text.replace("(baseline):", "")  # hf-head is the baseline row
+    assert "+0.0500 over hf-head (the reference), +0.0500 over hf-head" in text
+    assert "cosine skipped: a single-sentence task" in text
