@@ -94,8 +94,10 @@ def svr_table(data: dict[str, Any]) -> str:
             m: " / ".join(f"{v[m]['hypervolume']:.4f}" for v in seeds.values())
             for m in ("nsga", "random")
         }
+        std = s["best_validation_std"]
         best = {
-            m: f"{100 * s['best_validation_mean'][m]:.1f} ± {100 * s['best_validation_std'][m]:.1f}"
+            m: f"{100 * s['best_validation_mean'][m]:.1f}"
+            + ("" if std[m] is None else f" ± {100 * std[m]:.1f}")
             for m in ("nsga", "random")
         }
         ratio = s["hypervolume_ratio"]

@@ -168,7 +168,7 @@ def summarise(seeds: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "nsga_at_least_random": med["nsga"] >= med["random"],
         "best_validation_mean": {m: float(np.mean(v)) for m, v in val.items()},
         "best_validation_std": {
-            m: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for m, v in val.items()
+            m: float(np.std(v, ddof=1)) if len(v) > 1 else None for m, v in val.items()
         },
         "spearman_median": float(
             np.median([s["spearman_search_val_validation"] for s in seeds.values()])
