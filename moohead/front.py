@@ -135,8 +135,8 @@ def select_front(
 
     Latency is a measurement: the archived front's candidates (and ``also_time``, the
     baseline and the references) are re-timed together by ``retime``, so noise cannot
-    pick the front. Of
-    identical objective vectors (same architecture and score) the first evaluated stays.
+    pick the front. Of identical objective vectors (same architecture and score) the
+    first evaluated stays.
 
     Returns:
         (the front by FLOPs then score, latency in ms by architecture).
@@ -253,6 +253,6 @@ def finalize(
     doc = front_document(evaluations, history, spec, run)
     run.write_front(doc)
     plot_front(doc, [e.to_record() for e in evaluations], run.plot_path)
-    # Only now that the front is written: the front's and the baseline's weights stay.
+    # Only now that the front is written: the front's, baseline's and references' stay.
     run.heads.prune({e["id"] for e in [doc["baseline"], *doc["front"], *doc["references"]]})
     return doc
