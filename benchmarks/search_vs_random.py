@@ -37,17 +37,14 @@ import numpy as np
 from common import RESULTS, glue_dir, write_result
 
 from moohead.config import SearchConfig
-from moohead.costs import CostConfig, CostMeasurer
-from moohead.evaluate import Evaluator
 from moohead.evaluation import Evaluation
 from moohead.fidelity import score_model
 from moohead.front import hypervolume
-from moohead.fused import ModelFactory
 from moohead.genome import Genome, decode, search_space
 from moohead.progress import Reporter
 from moohead.references import define, tune
 from moohead.rundir import RunDir
-from moohead.search import evolve, make_trainer
+from moohead.search import evolve, make_evaluator
 from moohead.stop import StopFlag
 from moohead.workspace import Workspace, prepare
 
@@ -97,20 +94,13 @@ def one_search(task: str, seed: int, args: argparse.Namespace, work: Path) -> di
     t0 = time.perf_counter()
     ws = prepare(cfg)
     run = RunDir(cfg.out)
-    stop = StopFlag()
-    models = ModelFactory(ws.data.encoder, ws.data.info, ws.data.task.num_labels, ws.device)
-    evaluator = Evaluator(
-        trainer=make_trainer(ws, stop),
-        costs=CostMeasurer(models, CostConfig(cfg.reference_length, None)),
-        weights=run.heads,
-        archive=run.archive,
-        stop=stop,
-    )
+    evaluator, models = make_evaluator(ws, run, StopFlag())
     layers, pair = ws.data.info.num_layers, ws.data.task.is_pair
     refs = tune(define(layers, pair, ws.native), evaluator)
     reference_evals = list(evaluator.evaluations)
     best_name, best_ref = refs.ranked()[0]
-    evolve(cfg, evaluator, define(layers, pair, ws.native), layers, pair, Reporter())
+    # evolve tunes the references again: every one is answered from the evaluator's cache
+    evolve(cfg, evaluator, refs, layers, pair, Reporter())
     nsga = evaluator.evaluations[len(reference_evals) :]
     known = {e.genome.key() for e in reference_evals}
     rand = evaluator(random_genomes(ws, seed, known, len(nsga)))

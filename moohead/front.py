@@ -212,7 +212,7 @@ def front_document(
             "weights": run.heads.name(e.id),
         }
 
-    entries = [entry(e) for e in front]
+    base_entry, entries = entry(base), [entry(e) for e in front]
     refs_doc = reference_fields(spec.references, entry)
     return {
         **spec.header,
@@ -220,10 +220,10 @@ def front_document(
         "evaluations": len(evaluations),
         "failed": sum(1 for e in evaluations if not e.ok),
         "failures": failure_counts(evaluations),
-        "baseline": entry(base),
+        "baseline": base_entry,
         "front": entries,
         **refs_doc,
-        "gains": gains(entries, refs_doc["references"], entry(base)),
+        "gains": gains(entries, refs_doc["references"], base_entry),
         "history": history,
     }
 

@@ -39,7 +39,7 @@ GRIDS: dict[str, tuple[float, ...]] = {
     "dropout": DROPOUTS,
     "weight_decay": WEIGHT_DECAYS,
 }
-ALL_GENES = ("lr", "dropout", "weight_decay")
+ALL_GENES = tuple(GRIDS)  # in coordinate order
 
 
 @dataclass(frozen=True)
@@ -101,10 +101,9 @@ def define(num_layers: int, is_pair: bool, native: NativePooling) -> References:
         Reference(f"probe@{d}", Genome(depth=d, pool="mean"), tune=(), follow=top)
         for d in range(1, num_layers)
     ]
-    refs = References(
+    return References(
         [replace(r, genome=canonical(r.genome, num_layers, is_pair)) for r in defined], skipped
     )
-    return refs
 
 
 def with_genes(genome: Genome, genes: dict[str, Any]) -> Genome:

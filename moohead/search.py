@@ -73,15 +73,7 @@ def _run_locked(cfg: SearchConfig, run: RunDir, rep: Reporter) -> dict[str, Any]
     run.write_config({"config": cfg.to_dict(), **ws.summary()})
     torch.manual_seed(cfg.seed)
     stop = StopFlag()
-    models = ModelFactory(ws.data.encoder, ws.data.info, ws.data.task.num_labels, ws.device)
-    latency_runs = cfg.latency_runs if "latency" in cfg.objectives else None
-    evaluator = Evaluator(
-        trainer=make_trainer(ws, stop),
-        costs=CostMeasurer(models, CostConfig(cfg.reference_length, latency_runs)),
-        weights=run.heads,
-        archive=run.archive,
-        stop=stop,
-    )
+    evaluator, models = make_evaluator(ws, run, stop)
     if resume:
         evaluator.restore(records)
         note = " (dropped a final line cut short by the crash)" if torn else ""
@@ -114,6 +106,22 @@ def written_front(
     if doc.get("evaluations") != evaluations or len(doc.get("history", [])) != generations:
         return None  # written by a search stopped before its last generation
     return doc
+
+
+def make_evaluator(ws: Workspace, run: RunDir, stop: StopFlag) -> tuple[Evaluator, ModelFactory]:
+    """The search's evaluator (saving weights and archive lines in ``run``) and the
+    factory of its fused models."""
+    cfg, data = ws.cfg, ws.data
+    models = ModelFactory(data.encoder, data.info, data.task.num_labels, ws.device)
+    latency_runs = cfg.latency_runs if "latency" in cfg.objectives else None
+    evaluator = Evaluator(
+        trainer=make_trainer(ws, stop),
+        costs=CostMeasurer(models, CostConfig(cfg.reference_length, latency_runs)),
+        weights=run.heads,
+        archive=run.archive,
+        stop=stop,
+    )
+    return evaluator, models
 
 
 def make_trainer(ws: Workspace, stop: StopFlag) -> Trainer:
