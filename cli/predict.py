@@ -6,8 +6,11 @@ This command imports neither torch nor transformers (a test checks), so it runs 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +20,25 @@ from moohead.config import DEVICES
 from moohead.errors import MooheadError
 
 
+@contextlib.contextmanager
+def long_csv_fields() -> Iterator[None]:
+    """Lift the csv module's field size limit (128 KiB) for one read."""
+    old = csv.field_size_limit(sys.maxsize)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
 def read_inputs(path: Path, columns: list[str]) -> list[Any]:
     """Texts (or pairs) from a tsv/csv file with a header row, or from jsonl objects."""
     if not path.is_file():
         raise MooheadError(f"input file {path} does not exist")
     try:
         if path.suffix == ".jsonl":
-            rows = [
+            rows = [  # utf-8-sig: a byte-order mark is not part of the first line
                 json.loads(line)
-                for line in path.read_text(encoding="utf-8").splitlines()
+                for line in path.read_text(encoding="utf-8-sig").splitlines()
                 if line.strip()
             ]
             if any(not isinstance(r, dict) for r in rows):
@@ -34,7 +47,9 @@ def read_inputs(path: Path, columns: list[str]) -> list[Any]:
                 )
             header = set().union(*rows) if rows else set()
         elif path.suffix in (".tsv", ".csv"):
-            with open(path, encoding="utf-8", newline="") as f:
+            # newline="" lets csv take CRLF line ends; a field longer than csv's default
+            # limit is read whole, and the tokenizer truncates it (with the warning below).
+            with open(path, encoding="utf-8-sig", newline="") as f, long_csv_fields():
                 reader = csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ",")
                 rows = list(reader)
                 header = set(reader.fieldnames or [])

@@ -146,8 +146,8 @@ class SearchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for key in ("data_dir", "out", "cache_dir"):
-            d[key] = None if d[key] is None else str(d[key])
+        for key in ("data_dir", "out", "cache_dir"):  # absolute: a run works from any folder
+            d[key] = None if d[key] is None else str(Path(d[key]).resolve())
         d["objectives"] = list(self.objectives)
         return d
 

@@ -75,10 +75,12 @@ def read_table(path: Path) -> pd.DataFrame:
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
-        if path.suffix == ".jsonl":
-            return pd.read_json(path, lines=True, dtype=False)
+        if path.suffix == ".jsonl":  # utf-8-sig: a byte-order mark is not part of the data
+            with open(path, encoding="utf-8-sig") as f:
+                return pd.read_json(f, lines=True, dtype=False)
         sep = "\t" if path.suffix == ".tsv" else ","
-        return pd.read_csv(path, sep=sep, keep_default_na=False, dtype=str)
+        # pandas' C parser takes CRLF line ends as they are
+        return pd.read_csv(path, sep=sep, keep_default_na=False, dtype=str, encoding="utf-8-sig")
     except Exception as exc:  # pandas raises many types for malformed files
         raise MooheadError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
 
@@ -117,6 +119,10 @@ def infer_custom_task(name: str, data_dir: Path | None) -> Task:
     if np.all(raw.str.fullmatch(r"-?\d+")):
         if values.min() < 0:
             raise MooheadError(f"{path}: class labels must be 0..K-1, found {int(values.min())}")
+        if values.max() == 0:
+            raise MooheadError(
+                f"{path}: every label is 0; a classification task needs at least two classes"
+            )
         return Task(name, text_columns, int(values.max()) + 1, ("accuracy",))
     return Task(name, text_columns, 1, ("pearson",))
 
@@ -153,6 +159,26 @@ def _labels(task: Task, raw: pd.Series, where: str) -> np.ndarray:
     return out
 
 
+def check_classes(task: Task, train: Split, where: str) -> None:
+    """Refuse training labels a classifier cannot learn from: fewer than two classes, or
+    class ids with gaps (a class of ``0..K-1`` with no example)."""
+    if task.is_regression:
+        return
+    present = sorted({int(v) for v in train.labels})
+    if len(present) < 2:
+        raise MooheadError(
+            f"{where}: every label is {present[0]}; a classification task needs at least "
+            "two classes in its training split"
+        )
+    gaps = sorted(set(range(task.num_labels)) - set(present))
+    if gaps:
+        raise MooheadError(
+            f"{where}: class label(s) {', '.join(map(str, gaps))} of 0..{task.num_labels - 1} "
+            f"have no training example (labels found: {', '.join(map(str, present))}); "
+            "renumber the classes 0..K-1 without gaps"
+        )
+
+
 def frame_to_split(task: Task, frame: pd.DataFrame, where: str) -> Split:
     """Check columns and labels of a split and convert it."""
     missing = [c for c in task.columns if c not in frame.columns]
@@ -183,6 +209,12 @@ def _load_hub(task: Task, split: str) -> pd.DataFrame:
 def load_split(task: Task, split: str, data_dir: Path | None) -> Split:
     """Load and check one split, from ``data_dir`` or else from the hub."""
     if data_dir is None:
-        return frame_to_split(task, _load_hub(task, split), f"{HUB_DATASET}/{task.name}/{split}")
-    path = split_file(data_dir, task.name, split)
-    return frame_to_split(task, read_table(path), str(path))
+        where = f"{HUB_DATASET}/{task.name}/{split}"
+        data = frame_to_split(task, _load_hub(task, split), where)
+    else:
+        path = split_file(data_dir, task.name, split)
+        where = str(path)
+        data = frame_to_split(task, read_table(path), where)
+    if split == "train":
+        check_classes(task, data, where)
+    return data

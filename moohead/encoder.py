@@ -160,3 +160,14 @@ def _get(obj: Any, dotted: str) -> Any:
         if obj is None:
             return None
     return obj
+
+
+def check_max_length(max_length: int, config: Any) -> None:
+    """Refuse a ``--max-length`` beyond the encoder's position embeddings, naming the limit
+    (past it the encoder fails later, inside the feature pass, with an indexing error)."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if isinstance(limit, int) and max_length > limit:
+        raise MooheadError(
+            f"--max-length {max_length} is above the encoder's position limit of {limit} "
+            f"tokens; use --max-length {limit} or less"
+        )

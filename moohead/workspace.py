@@ -10,7 +10,7 @@ from typing import Any
 
 from moohead.config import SearchConfig, deterministic_cuda, resolve_device
 from moohead.data import load_split, resolve_task
-from moohead.encoder import load_encoder, resolve_model
+from moohead.encoder import check_max_length, load_encoder, resolve_model
 from moohead.features import CacheConfig, PrepareContext
 from moohead.fidelity import Fidelity, SearchData, get_fidelity, prepare_search_data
 from moohead.files import package_versions
@@ -102,6 +102,7 @@ def prepare(
         train, task.is_regression, cfg.max_train, cfg.val_fraction, cfg.stop_fraction, cfg.seed
     )
     encoder, tokenizer, info = load_encoder(cfg.model)
+    check_max_length(cfg.max_length, encoder.config)
     native = native_pooling(resolve_model(cfg.model))
     ident = identity(
         cfg.to_dict(),

@@ -40,6 +40,8 @@ def _bad_inputs(tiny: Path, glue: Path, tmp: Path) -> list[tuple[list[str], str]
         "range": ("sst2", "fine\t5"),
         "text": ("sst2", "fine\tpos"),
         "nan": ("stsb", "a\tb\tnan"),
+        "oneclass": ("sst2", "fine\t1\nok\t1"),
+        "gaps": ("mine", "fine\t0\nok\t2"),
     }
     for name, (task, row) in bad_labels.items():
         folder = tmp / f"labels-{name}" / task
@@ -79,6 +81,12 @@ def _bad_inputs(tiny: Path, glue: Path, tmp: Path) -> list[tuple[list[str], str]
         ([*base[:3], "--data-dir", str(tmp / "empty"), "--out", str(tmp / "r-empty")], "empty"),
         (data("text"), "unparsable label"),
         (data("nan", "stsb"), "label in row 1 is not a finite number"),
+        (data("oneclass"), "every label is 1; a classification task needs at least two classes"),
+        (data("gaps", "mine"), "class label(s) 1 of 0..2 have no training example"),
+        (
+            [*base, "--max-length", "1000"],
+            "--max-length 1000 is above the encoder's position limit of 512",
+        ),
         ([*base[:5], "--out", str(tmp / "oldrun")], "cannot be resumed safely"),
         ([*base, "--task", "nosuchtask"], "unknown task 'nosuchtask'"),
         ([*base, "--population", "2"], "--population must be at least 4"),
@@ -119,6 +127,8 @@ def test_bad_input_is_one_line_and_exit_2(
         assert "Traceback" not in out + err
     assert not (tmp_path / "r" / "archive.jsonl").exists()
     assert not (tmp_path / "r-pool" / "archive.jsonl").exists()
+    assert not list(tmp_path.glob("r*/archive.jsonl"))  # no refused run wrote an archive
+    assert not [p for p in (tmp_path / "c").rglob("*") if p.is_file()]  # nor a feature cache
     assert (tmp_path / "brokenrun" / "front.json").read_text() == "{not json"
     assert (tmp_path / "oldrun" / "archive.jsonl").read_text() == '{"id": 0, "genome": {}}\n'
     assert sorted(p.name for p in (tmp_path / "oldrun").iterdir()) == [".lock", "archive.jsonl"]

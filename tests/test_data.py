@@ -195,9 +195,9 @@ def test_empty_and_unreadable_files_name_the_file(tmp_path: Path) -> None:
 
 
 def test_file_format_preference_is_tsv_first(tmp_path: Path) -> None:
-    _write(tmp_path, "sst2", "sentence\tlabel\nfrom tsv\t1\n")
-    (tmp_path / "sst2" / "train.csv").write_text("sentence,label\nfrom csv,0\n")
-    assert load_split(GLUE_TASKS["sst2"], "train", tmp_path).texts[0] == ["from tsv"]
+    _write(tmp_path, "sst2", "sentence\tlabel\nfrom tsv\t1\nalso tsv\t0\n")
+    (tmp_path / "sst2" / "train.csv").write_text("sentence,label\nfrom csv,0\nalso csv,1\n")
+    assert load_split(GLUE_TASKS["sst2"], "train", tmp_path).texts[0] == ["from tsv", "also tsv"]
 
 
 @pytest.mark.parametrize(
@@ -323,3 +323,55 @@ def test_hub_error_names_the_exception_type(monkeypatch: pytest.MonkeyPatch) -> 
         "could not load nyu-mll/glue/cola [validation] from the hub (ConnectionError); "
         "pass --data-dir DIR with DIR/cola/validation.tsv"
     )
+
+
+@pytest.mark.parametrize("ext", ["tsv", "csv", "jsonl"])
+def test_byte_order_mark_and_crlf_read_as_plain_text(tmp_path: Path, ext: str) -> None:
+    """A file saved by a Windows editor: UTF-8 with a byte-order mark and CRLF line ends."""
+    rows = [("a fine film", 1), ("dull, and long", 0)]
+    if ext == "jsonl":
+        lines = [json.dumps({"sentence": s, "label": y}) for s, y in rows]
+    else:
+        sep = "\t" if ext == "tsv" else ","
+        lines = [f"sentence{sep}label", *(f'"{s}"{sep}{y}' for s, y in rows)]
+    (tmp_path / "sst2").mkdir()
+    (tmp_path / "sst2" / f"train.{ext}").write_bytes(
+        b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n"
+    )
+    split = load_split(GLUE_TASKS["sst2"], "train", tmp_path)
+    assert split.texts[0] == ["a fine film", "dull, and long"]
+    assert split.labels.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize(
+    ("task", "text", "message"),
+    [
+        ("sst2", "sentence\tlabel\na\t1\nb\t1\n", r"train.tsv: every label is 1; a classification task needs at least two classes"),
+        ("mine", "sentence\tlabel\na\t0\nb\t0\n", r"train.tsv: every label is 0; a classification task needs at least two classes"),
+        ("mine", "sentence\tlabel\na\t0\nb\t2\nc\t3\n", r"train.tsv: class label\(s\) 1 of 0..3 have no training example \(labels found: 0, 2, 3\); renumber the classes 0..K-1 without gaps$"),
+        ("mnli", "premise\thypothesis\tlabel\na\tb\t0\nc\td\t2\n", r"class label\(s\) 1 of 0..2 have no training example"),
+    ],
+)  # fmt: skip
+def test_training_labels_a_classifier_cannot_learn_from_are_refused(
+    tmp_path: Path, task: str, text: str, message: str
+) -> None:
+    _write(tmp_path, task, text)
+    with pytest.raises(MooheadError, match=message):
+        load_split(resolve_task(task, tmp_path), "train", tmp_path)
+
+
+def test_a_validation_split_may_lack_a_class(tmp_path: Path) -> None:
+    """Only training labels must cover every class: a small validation split may not."""
+    _write(tmp_path, "sst2", "sentence\tlabel\na\t1\n", split="validation")
+    assert load_split(GLUE_TASKS["sst2"], "validation", tmp_path).labels.tolist() == [1]
+
+
+def test_run_config_stores_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paths a run records work from any working directory (export, refine, front)."""
+    from moohead.config import SearchConfig
+
+    monkeypatch.chdir(tmp_path)
+    d = SearchConfig(data_dir=Path("glue"), out=Path("runs/r"), cache_dir=Path("cache")).to_dict()
+    assert d["data_dir"] == str(tmp_path.resolve() / "glue")
+    assert d["out"] == str(tmp_path.resolve() / "runs" / "r")
+    assert d["cache_dir"] == str(tmp_path.resolve() / "cache")
