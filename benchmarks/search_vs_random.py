@@ -100,7 +100,7 @@ def one_search(task: str, seed: int, args: argparse.Namespace, work: Path) -> di
     reference_evals = list(evaluator.evaluations)
     best_name, best_ref = refs.ranked()[0]
     # evolve tunes the references again: every one is answered from the evaluator's cache
-    evolve(cfg, evaluator, refs, layers, pair, Reporter())
+    evolve(cfg, evaluator, refs, ws.data, Reporter())
     nsga = evaluator.evaluations[len(reference_evals) :]
     known = {e.genome.key() for e in reference_evals}
     rand = evaluator(random_genomes(ws, seed, known, len(nsga)))

@@ -22,6 +22,12 @@ from moohead.rundir import RunDir
 # Latencies closer than this (relative) are a tie: timing noise on a shared machine is
 # a few percent, and a head must not enter the front by being faster by noise alone.
 LATENCY_TOLERANCE = 0.05
+# FLOPs closer than this (relative) are a tie. FLOPs are exact, but a difference of 1% of
+# the fused model is a head's few matrix-vector products beside the encoder: nothing a
+# deployment can measure (below latency's 5% resolution), while a near-chance head that is
+# 0.02% cheaper than a good one at the same depth would otherwise sit on the front.
+FLOPS_TOLERANCE = 0.01
+TOLERANCES = {"latency": LATENCY_TOLERANCE, "flops": FLOPS_TOLERANCE}
 
 
 def nondominated(F: np.ndarray, rel_tol: np.ndarray | None = None) -> np.ndarray:
@@ -46,8 +52,9 @@ def nondominated(F: np.ndarray, rel_tol: np.ndarray | None = None) -> np.ndarray
 
 
 def tolerances(objectives: tuple[str, ...] | list[str]) -> np.ndarray:
-    """Relative tolerances of the objectives for ``nondominated``: only latency is noisy."""
-    return np.array([LATENCY_TOLERANCE if o == "latency" else 0.0 for o in objectives])
+    """Relative tolerances of the objectives for ``nondominated``: costs tie within a few
+    percent (``TOLERANCES``), scores are compared exactly."""
+    return np.array([TOLERANCES.get(o, 0.0) for o in objectives])
 
 
 def hypervolume(F: np.ndarray, ref: np.ndarray) -> float:
@@ -65,8 +72,7 @@ def normalised_objectives(
 ) -> np.ndarray:
     """Objectives as minimised values on a common scale for hypervolume.
 
-    Score becomes ``-score`` (reference 0); costs are divided by the baseline's
-    (reference 2, i.e. twice the baseline's cost).
+    Score becomes ``-score``; costs are divided by the baseline's (see ``hv_reference``).
     """
     out = np.empty((len(rows), len(objectives)))
     for j, name in enumerate(objectives):
@@ -75,7 +81,16 @@ def normalised_objectives(
     return out
 
 
-HV_REFERENCE = {"score": 0.0, "flops": 2.0, "latency": 2.0}
+# Hypervolume reference of the costs: twice the baseline's.
+COST_REFERENCE = 2.0
+
+
+def hv_reference(objectives: tuple[str, ...], chance: float) -> np.ndarray:
+    """The hypervolume reference point of ``normalised_objectives``: the score at chance
+    level (``metrics.chance_score``: majority-class accuracy, MCC 0, correlation 0), so that
+    a value means the same on every task and no volume is credited below chance; costs at
+    ``COST_REFERENCE``."""
+    return np.array([-chance if o == "score" else COST_REFERENCE for o in objectives])
 
 
 def objective_rows(
@@ -100,9 +115,10 @@ def best_baseline(evaluations: list[Evaluation], num_layers: int) -> Evaluation:
 
 
 def search_hypervolume(
-    evaluations: list[Evaluation], objectives: tuple[str, ...], base: Evaluation
+    evaluations: list[Evaluation], objectives: tuple[str, ...], base: Evaluation, chance: float
 ) -> float:
-    """Hypervolume of the evaluations' front, costs relative to the baseline's."""
+    """Hypervolume of the evaluations' front above the chance score, costs relative to
+    the baseline's."""
     assert base.cost is not None
     rows = [
         {"score": e.score, "flops": e.cost.flops, "latency": e.cost.latency_ms or 0.0}
@@ -111,8 +127,7 @@ def search_hypervolume(
     ]
     base_row = {"flops": base.cost.flops, "latency": base.cost.latency_ms or 1.0}
     F = normalised_objectives(rows, objectives, base_row)
-    ref = np.array([HV_REFERENCE[o] for o in objectives])
-    return hypervolume(F[nondominated(F)], ref)
+    return hypervolume(F[nondominated(F)], hv_reference(objectives, chance))
 
 
 def failure_counts(evaluations: list[Evaluation]) -> dict[str, int]:

@@ -73,3 +73,14 @@ def compute_metrics(task: Task, outputs: np.ndarray, gold: np.ndarray) -> dict[s
     result = {name: METRICS[name](pred, gold) for name in task.metrics}
     result["score"] = float(np.mean([result[name] for name in task.metrics]))
     return result
+
+
+def chance_score(task: Task, gold: np.ndarray) -> float:
+    """The score of a constant answer, the level below which a head has learnt nothing:
+    the majority class's for classification (its accuracy; MCC 0; F1 0 or that of calling
+    everything positive), 0 for regression (a constant has no correlation)."""
+    if task.is_regression or len(gold) == 0:
+        return 0.0
+    majority = int(np.bincount(gold.astype(np.int64), minlength=task.num_labels).argmax())
+    outputs = np.eye(task.num_labels)[np.full(len(gold), majority)]
+    return compute_metrics(task, outputs, gold)["score"]

@@ -18,11 +18,12 @@ from moohead.config import SearchConfig
 from moohead.costs import CostConfig, CostMeasurer
 from moohead.evaluate import Evaluator
 from moohead.evaluation import Evaluation
-from moohead.fidelity import score_model
-from moohead.front import FrontSpec, best_baseline, finalize, search_hypervolume
+from moohead.fidelity import SearchData, score_model
+from moohead.front import TOLERANCES, FrontSpec, best_baseline, finalize, search_hypervolume
 from moohead.fused import ModelFactory
 from moohead.genome import Genome, decode, encode, search_space
 from moohead.measure import measure_latency_interleaved
+from moohead.metrics import chance_score
 from moohead.problem import CanonicalRepair, HeadSearchProblem, make_nsga2
 from moohead.progress import GenerationStats, Reporter
 from moohead.references import References, define, tune
@@ -82,7 +83,7 @@ def _run_locked(cfg: SearchConfig, run: RunDir, rep: Reporter) -> dict[str, Any]
     first_new_id = evaluator.next_id
     refs = define(ws.data.info.num_layers, ws.data.task.is_pair, ws.native)
     with stop_on_sigint(stop):
-        history = evolve(cfg, evaluator, refs, ws.data.info.num_layers, ws.data.task.is_pair, rep)
+        history = evolve(cfg, evaluator, refs, ws.data, rep)
     trained = evaluator.next_id - first_new_id
     doc = written_front(run, trained, len(evaluator.evaluations), len(history))
     if doc is None:
@@ -136,15 +137,12 @@ def make_trainer(ws: Workspace, stop: StopFlag) -> Trainer:
 
 
 def evolve(
-    cfg: SearchConfig,
-    evaluator: Evaluator,
-    refs: References,
-    num_layers: int,
-    is_pair: bool,
-    rep: Reporter,
+    cfg: SearchConfig, evaluator: Evaluator, refs: References, data: SearchData, rep: Reporter
 ) -> list[dict[str, Any]]:
     """Tune the references (filling ``refs.best``), then NSGA-II with the tuned references
     first in its first population; returns per-generation stats."""
+    num_layers, is_pair = data.info.num_layers, data.task.is_pair
+    chance = chance_score(data.task, data.val.labels)  # the hypervolume's score reference
     tune(refs, evaluator)
     for name, ev in refs.ranked():
         rep.message(f"reference {name}: {ev.score:.4f} search-val  ({ev.genome.describe()})")
@@ -172,7 +170,9 @@ def evolve(
             new=len(evals) - before,
             failed=sum(1 for e in evals if not e.ok),
             best_score=max(e.score for e in evals if e.ok),
-            hypervolume=search_hypervolume(evals, cfg.objectives, best_baseline(evals, num_layers)),
+            hypervolume=search_hypervolume(
+                evals, cfg.objectives, best_baseline(evals, num_layers), chance
+            ),
             seconds=time.perf_counter() - start,
         )
         history.append(asdict(stats))
@@ -199,5 +199,7 @@ def front_spec(ws: Workspace, models: ModelFactory, run: RunDir, refs: Reference
         "encoder": data.info.name,
         "device": ws.device,
         "reference_input": {"batch": 1, "length": cfg.reference_length},
+        "chance_score": chance_score(data.task, data.val.labels),  # hypervolume's reference
+        "cost_tolerances": TOLERANCES,  # relative: costs closer than these are a tie
     }
     return FrontSpec(cfg.objectives, data.info.num_layers, retime, validate, header, refs)

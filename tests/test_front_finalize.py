@@ -192,22 +192,37 @@ def test_piped_output_keeps_each_row_on_one_line(tmp_path: Path) -> None:
 
 
 def test_search_hypervolume_by_hand() -> None:
-    """Costs relative to the baseline's, reference (score 0, twice the baseline's cost)."""
+    """Costs relative to the baseline's, reference (score at chance, here 0, twice the
+    baseline's cost)."""
     base = ev(0, baseline(LAYERS, 1e-3), 0.5, 1000, latency=1.0)
     good = ev(1, Genome(depth=1), 0.8, 500, latency=0.25)
     failed = ev(2, Genome(depth=2), 0.0, 0, ok=False)
     evals = [base, good, failed]
     # good dominates the baseline: its box is 0.8 x (2 - 0.5) by FLOPs, 0.8 x (2 - 0.25) by latency
-    assert search_hypervolume(evals, ("score", "flops"), base) == pytest.approx(1.2)
-    assert search_hypervolume(evals, ("score", "latency"), base) == pytest.approx(1.4)
-    assert search_hypervolume([base], ("score", "flops"), base) == pytest.approx(0.5)
+    assert search_hypervolume(evals, ("score", "flops"), base, 0.0) == pytest.approx(1.2)
+    assert search_hypervolume(evals, ("score", "latency"), base, 0.0) == pytest.approx(1.4)
+    assert search_hypervolume([base], ("score", "flops"), base, 0.0) == pytest.approx(0.5)
     # unmeasured latency: the baseline's scale is 1 ms and its own row 0 ms, which adds
     # its box 0.5 x (0.25 - 0) below good's
     base.cost = Cost(flops=1000, params=1, head_params=1, latency_ms=None)
-    assert search_hypervolume(evals, ("score", "latency"), base) == pytest.approx(1.525)
+    assert search_hypervolume(evals, ("score", "latency"), base, 0.0) == pytest.approx(1.525)
     unmeasured = ev(1, Genome(depth=1), 0.8, 500, latency=1.0)
     unmeasured.cost = Cost(flops=500, params=1, head_params=1, latency_ms=None)  # as 0 ms
-    assert search_hypervolume([base, unmeasured], ("score", "latency"), base) == pytest.approx(1.6)
+    assert search_hypervolume([base, unmeasured], ("score", "latency"), base, 0.0) == pytest.approx(
+        1.6
+    )
+
+
+def test_search_hypervolume_counts_only_what_lies_above_chance() -> None:
+    """With SST-2-like chance 0.5, the 0.8 head's box is (0.8 - 0.5) x (2 - 0.5) and the
+    baseline at 0.5 adds nothing; a head below chance adds nothing either."""
+    base = ev(0, baseline(LAYERS, 1e-3), 0.5, 1000)
+    good = ev(1, Genome(depth=1), 0.8, 500)
+    below = ev(2, Genome(depth=2), 0.45, 100)
+    assert search_hypervolume([base, good, below], ("score", "flops"), base, 0.5) == (
+        pytest.approx(0.3 * 1.5)
+    )
+    assert search_hypervolume([base, below], ("score", "flops"), base, 0.5) == 0.0
 
 
 def test_failure_counts_most_common_first_cut_to_the_first_clause() -> None:

@@ -155,3 +155,16 @@ def test_regression_gold_keeps_its_fractions() -> None:
     assert m["pearson"] == pytest.approx(expected)  # 2.5 and 2.4 are not truncated to 2
     assert m["spearman"] == pytest.approx(1.0)
     assert m["score"] == pytest.approx((expected + 1.0) / 2)
+
+
+def test_chance_score_is_a_constant_answer() -> None:
+    from moohead.metrics import chance_score
+
+    gold = np.array([1, 1, 1, 0])
+    assert chance_score(GLUE_TASKS["sst2"], gold) == 0.75  # majority-class accuracy
+    assert chance_score(GLUE_TASKS["cola"], gold) == 0.0  # MCC of a constant
+    # MRPC: everything positive: F1 2*3/(2*3+1) and accuracy 0.75, averaged
+    assert chance_score(GLUE_TASKS["mrpc"], gold) == pytest.approx((6 / 7 + 0.75) / 2)
+    assert chance_score(GLUE_TASKS["mrpc"], 1 - gold) == pytest.approx((0 + 0.75) / 2)
+    assert chance_score(GLUE_TASKS["stsb"], np.array([0.5, 4.0, 2.0])) == 0.0
+    assert chance_score(GLUE_TASKS["mnli"], np.array([2, 2, 0, 1, 2])) == 0.6

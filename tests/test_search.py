@@ -11,15 +11,16 @@ import torch
 
 from moohead.config import SearchConfig
 from moohead.errors import MooheadError
-from moohead.front import hypervolume, nondominated, normalised_objectives
+from moohead.front import hypervolume, nondominated, normalised_objectives, tolerances
 from moohead.genome import LEARNING_RATES, Genome, baseline, is_baseline_arch
 from moohead.rundir import RunDir
 from moohead.search import run_search, written_front
 
 
-def archive_hypervolume(records: list[dict], objectives: tuple[str, ...]) -> float:  # type: ignore[type-arg]
+def archive_hypervolume(records: list[dict], objectives: tuple[str, ...], chance: float) -> float:  # type: ignore[type-arg]
     """Hypervolume of the finished evaluations in ``records``, recomputed from the archive:
-    costs relative to the best baseline's, against the reference (score 0, twice its cost)."""
+    costs relative to the best baseline's, against the reference (score at chance, twice
+    its cost)."""
     ok = [r for r in records if r["status"] == "ok"]
     base = max(
         (r for r in ok if is_baseline_arch(Genome.from_dict(r["genome"]), 2)),
@@ -28,7 +29,7 @@ def archive_hypervolume(records: list[dict], objectives: tuple[str, ...]) -> flo
     rows = [{"score": r["score"], "flops": r["flops"], "latency": r["latency_ms"]} for r in ok]
     ref = {"score": base["score"], "flops": base["flops"], "latency": base["latency_ms"]}
     F = normalised_objectives(rows, objectives, ref)
-    reference = np.array([{"score": 0.0, "flops": 2.0, "latency": 2.0}[o] for o in objectives])
+    reference = np.array([{"score": -chance, "flops": 2.0, "latency": 2.0}[o] for o in objectives])
     return hypervolume(F[nondominated(F)], reference)
 
 
@@ -95,7 +96,9 @@ def test_run_directory_holds_everything(
     assert kept == {e["id"] for e in doc["front"]} | {doc["baseline"]["id"]} | refs
     # The front is non-dominated on its objectives and is the archive's.
     F = np.array([[-e["score"], e["flops"], e["latency_ms"]] for e in doc["front"]])
-    assert nondominated(F).all()
+    assert nondominated(F, tolerances(cfg.objectives)).all()
+    assert doc["cost_tolerances"] == {"latency": 0.05, "flops": 0.01}
+    assert 0.5 <= doc["chance_score"] < 1  # a binary task's majority share of search-val
     # Each generation's record agrees with the archive as it stood then.
     history = doc["history"]
     assert [h["generation"] for h in history] == [1, 2, 3]
@@ -106,10 +109,10 @@ def test_run_directory_holds_everything(
     for h in history:
         seen = records[: h["evaluations"]]
         assert h["best_score"] == max(r["score"] for r in seen if r["status"] == "ok")
-        hv = archive_hypervolume(seen, cfg.objectives)
+        hv = archive_hypervolume(seen, cfg.objectives, doc["chance_score"])
         assert h["hypervolume"] == pytest.approx(hv, rel=1e-9)
-        # The baseline alone covers a box of its score x 1 x 1 below the reference.
-        assert hv >= doc["baseline"]["score"] - 1e-12
+        # The baseline alone covers a box of its score above chance x 1 x 1.
+        assert hv >= doc["baseline"]["score"] - doc["chance_score"] - 1e-12
     # Evaluations only add points: the front's hypervolume never shrinks.
     assert all(a["hypervolume"] <= b["hypervolume"] for a, b in itertools.pairwise(history))
     # The baseline reported is hf-head at its best training genes.
