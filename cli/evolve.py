@@ -143,6 +143,18 @@ def _objectives(ctx: click.Context, param: click.Parameter, value: str) -> tuple
     show_default=True,
     help="Encoder LR (finetune).",
 )
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="CPU threads for training and timing, fixed and recorded [default: every core].",
+)
+@click.option(
+    "--retime",
+    is_flag=True,
+    help="Resuming: re-time every archived architecture on this machine first (needed "
+    "when the run's latencies were measured on another machine, device or thread count).",
+)
 def evolve(force_new: bool, max_train: int, **options: Any) -> None:
     """Search head architectures with NSGA-II and write the Pareto front to --out.
 

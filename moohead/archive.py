@@ -31,6 +31,11 @@ class Archive:
             f.flush()
             os.fsync(f.fileno())
 
+    def rewrite(self, records: list[dict[str, Any]]) -> None:
+        """Replace the archive by ``records`` in one atomic rename (re-timed latencies):
+        a crash leaves the old archive or the new one, never a mix."""
+        atomic_write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
     def read(self) -> tuple[list[dict[str, Any]], bool]:
         """The archive's records, repairing a final line torn by a crash.
 
@@ -69,6 +74,5 @@ class Archive:
                 )
             records.append(record)
         if torn:
-            kept = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-            atomic_write_text(self.path, kept)
+            self.rewrite(records)
         return records, torn

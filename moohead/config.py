@@ -60,6 +60,10 @@ class SearchConfig:
         executor: ``local`` (train in this process) or ``ray`` (Ray tasks).
         ray_address: Ray cluster address; None starts a local Ray instance.
         gpus_per_eval: GPUs per Ray task where the cluster has GPUs.
+        threads: CPU threads for training and timing, fixed for the whole run and recorded
+            with its machine; None = every core this process may use.
+        retime: On resume, re-time every archived architecture on this machine first
+            (required when the run's latencies were measured on another machine).
     """
 
     task: str = "sst2"
@@ -86,6 +90,8 @@ class SearchConfig:
     executor: str = "local"
     ray_address: str | None = None
     gpus_per_eval: float = 1.0
+    threads: int | None = None
+    retime: bool = False
 
     def validate(self) -> None:
         """Raise MooheadError naming the first invalid value and the valid range."""
@@ -123,6 +129,10 @@ class SearchConfig:
             (self.max_epochs >= 1, f"--max-epochs must be at least 1, got {self.max_epochs}"),
             (self.patience >= 1, f"--patience must be at least 1, got {self.patience}"),
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
+            (
+                self.threads is None or self.threads >= 1,
+                f"--threads must be at least 1, got {self.threads}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -139,6 +149,13 @@ class SearchConfig:
             )
         if self.data_dir is not None and not self.data_dir.is_dir():
             raise MooheadError(f"--data-dir {self.data_dir} is not a folder")
+
+    @property
+    def cpu_threads(self) -> int:
+        """The run's fixed CPU thread count."""
+        from moohead.machine import available_cores
+
+        return self.threads if self.threads is not None else available_cores()
 
     @property
     def features_dir(self) -> Path:

@@ -4,12 +4,18 @@ architecture (training genes do not change the computation)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from moohead.evaluation import Cost
 from moohead.fused import ModelFactory
 from moohead.genome import Genome
 from moohead.heads import Head
-from moohead.measure import count_flops, count_params, measure_latency
+from moohead.measure import (
+    count_flops,
+    count_params,
+    measure_latency,
+    measure_latency_interleaved,
+)
 
 
 @dataclass(frozen=True)
@@ -47,3 +53,30 @@ class CostMeasurer:
                 latency_ms=None if runs is None else measure_latency(model, inputs, runs=runs),
             )
         return self.by_arch[key]
+
+
+def retime_records(
+    records: list[dict[str, Any]], models: ModelFactory, cfg: CostConfig
+) -> list[dict[str, Any]]:
+    """The archive's records with every architecture's latency measured again here, all
+    architectures timed together (round-robin) as finalisation times a front."""
+    genomes: dict[str, Genome] = {}
+    for r in records:
+        if r.get("latency_ms") is not None:
+            genome = Genome.from_dict(r["genome"])
+            genomes.setdefault(genome.arch_key(), genome)
+    fused = [models.fused(g) for g in genomes.values()]
+    inputs = [models.reference(m, cfg.reference_length) for m in fused]
+    latency = dict(
+        zip(
+            genomes,
+            measure_latency_interleaved(fused, inputs, runs=cfg.latency_runs or 20),
+            strict=True,
+        )
+    )
+    return [
+        r | {"latency_ms": latency[Genome.from_dict(r["genome"]).arch_key()]}
+        if r.get("latency_ms") is not None
+        else r
+        for r in records
+    ]

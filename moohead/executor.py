@@ -39,12 +39,16 @@ class RayConfig:
         gpus_per_eval: GPUs per task where the cluster has GPUs (0: CPU tasks).
         cpus_per_eval: CPU cores per task (and the task's torch threads).
         max_retries: Retries of a task whose worker died, before the genome fails.
+        quiet_timing: Hand back no outcome before every task of the batch has finished, so
+            that the driver times latency on a machine no task trains on (set when latency
+            is an objective; otherwise outcomes come back as soon as each is done).
     """
 
     address: str | None = None
     gpus_per_eval: float = 1.0
     cpus_per_eval: int = 1
     max_retries: int = 2
+    quiet_timing: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,8 @@ class RayTrainer:
             self.remote.options(**options).remote(g.to_dict(), genome_seed(self.seed, g), self.spec)
             for g in genomes
         ]
+        if self.cfg.quiet_timing and handles:  # the evaluator times each outcome it gets
+            self.ray.wait(handles, num_returns=len(handles), fetch_local=False)
         return (self._outcome(g, h) for g, h in zip(genomes, handles, strict=True))
 
     def _outcome(self, genome: Genome, handle: Any) -> Outcome:

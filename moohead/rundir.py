@@ -159,6 +159,14 @@ class RunDir:
         except MooheadError:
             return None
 
+    def stored_timing(self) -> dict[str, Any] | None:
+        """The machine, device and threads the run's latencies were measured with; None
+        when it does not say (a resume then refuses to mix latencies)."""
+        try:
+            return self.read_config().get("timing")
+        except MooheadError:
+            return None
+
     def write_config(self, doc: dict[str, Any]) -> None:
         atomic_write_json(self.path / CONFIG, doc)
 

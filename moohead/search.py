@@ -15,13 +15,14 @@ from typing import Any
 import torch
 
 from moohead.config import SearchConfig
-from moohead.costs import CostConfig, CostMeasurer
+from moohead.costs import CostConfig, CostMeasurer, retime_records
 from moohead.evaluate import Evaluator
 from moohead.evaluation import Evaluation
 from moohead.fidelity import SearchData, score_model
 from moohead.front import TOLERANCES, FrontSpec, best_baseline, finalize, search_hypervolume
 from moohead.fused import ModelFactory
 from moohead.genome import Genome, decode, encode, search_space
+from moohead.machine import check_timing
 from moohead.measure import measure_latency_interleaved
 from moohead.metrics import chance_score
 from moohead.problem import CanonicalRepair, HeadSearchProblem, make_nsga2
@@ -60,9 +61,11 @@ def _run_locked(cfg: SearchConfig, run: RunDir, rep: Reporter) -> dict[str, Any]
     resume = run.archive.exists()
     stored = run.stored_identity() if resume else None
 
-    def check(ident: dict[str, Any]) -> None:
+    def check(ident: dict[str, Any], timing: dict[str, Any]) -> None:
         if resume:
             check_identity(cfg.out, stored, ident)
+            if "latency" in cfg.objectives and not cfg.retime:
+                check_timing(cfg.out, run.stored_timing(), timing)
 
     ws = prepare(cfg, rep.cache, check)  # validates cfg first
     if ws.cache_bytes:
@@ -71,10 +74,17 @@ def _run_locked(cfg: SearchConfig, run: RunDir, rep: Reporter) -> dict[str, Any]
             f"({ws.cache_bytes / 2**20:.0f} MiB in {cfg.features_dir})"
         )
     records, torn = run.archive.read() if resume else ([], False)
-    run.write_config({"config": cfg.to_dict(), **ws.summary()})
     torch.manual_seed(cfg.seed)
     stop = StopFlag()
     evaluator, models = make_evaluator(ws, run, stop)
+    retimed = resume and cfg.retime and "latency" in cfg.objectives
+    if retimed:
+        records = retime_records(
+            records, models, CostConfig(cfg.reference_length, cfg.latency_runs)
+        )
+        run.archive.rewrite(records)  # before config.json names this machine
+        rep.message(f"re-timed the archived architectures on {ws.timing['cpu']}")
+    run.write_config({"config": cfg.to_dict(), **ws.summary()})
     if resume:
         evaluator.restore(records)
         note = " (dropped a final line cut short by the crash)" if torn else ""
@@ -85,8 +95,8 @@ def _run_locked(cfg: SearchConfig, run: RunDir, rep: Reporter) -> dict[str, Any]
     with stop_on_sigint(stop):
         history = evolve(cfg, evaluator, refs, ws.data, rep)
     trained = evaluator.next_id - first_new_id
-    doc = written_front(run, trained, len(evaluator.evaluations), len(history))
-    if doc is None:
+    doc = None if retimed else written_front(run, trained, len(evaluator.evaluations), len(history))
+    if doc is None:  # a re-timed run's front is chosen again on this machine's latencies
         doc = finalize(evaluator.evaluations, history, front_spec(ws, models, run, refs), run)
     doc["cache_seconds"] = round(ws.cache_seconds, 2)
     return doc
@@ -131,7 +141,11 @@ def make_trainer(ws: Workspace, stop: StopFlag) -> Trainer:
     if cfg.executor == "ray":
         from moohead.executor import RayConfig, RayTrainer
 
-        ray_cfg = RayConfig(address=cfg.ray_address, gpus_per_eval=cfg.gpus_per_eval)
+        ray_cfg = RayConfig(
+            address=cfg.ray_address,
+            gpus_per_eval=cfg.gpus_per_eval,
+            quiet_timing="latency" in cfg.objectives,
+        )
         return RayTrainer(ray_cfg, ws.fidelity.name, ws.data, ws.train_config(), cfg.seed)
     return LocalTrainer(ws.fidelity, ws.data, ws.train_config(), cfg.seed, stop)
 

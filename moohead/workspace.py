@@ -15,6 +15,7 @@ from moohead.features import CacheConfig, PrepareContext
 from moohead.fidelity import Fidelity, SearchData, get_fidelity, prepare_search_data
 from moohead.files import package_versions
 from moohead.genome import search_space
+from moohead.machine import timing_context
 from moohead.pooling import NativePooling, native_pooling
 from moohead.resume import identity
 from moohead.splits import search_splits
@@ -36,12 +37,14 @@ class Workspace:
     cache_bytes: int
     identity: dict[str, Any]
     native: NativePooling
+    timing: dict[str, Any]  # machine, device and threads latencies are measured with
 
     def summary(self) -> dict[str, Any]:
         """What the run's config records besides the config itself."""
         return {
             "identity": self.identity,
             "device": self.device,
+            "timing": self.timing,
             "encoder": asdict(self.data.info),
             "task": asdict(self.data.task),
             "native_pooling": asdict(self.native),
@@ -81,20 +84,24 @@ def space_signature(num_layers: int, is_pair: bool) -> dict[str, Any]:
 def prepare(
     cfg: SearchConfig,
     progress: ProgressFn | None = None,
-    check: Callable[[dict[str, Any]], None] | None = None,
+    check: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
 ) -> Workspace:
     """Load and check data and encoder, cut the search splits, and prepare every split.
 
     Args:
         progress: Feature-cache progress (``progress(description, total)`` returns a
             callback given the examples done per batch).
-        check: Called with the search's identity once data and encoder are loaded and
-            before the (possibly long) feature pass; a resume refuses there.
+        check: Called with the search's identity and timing context once data and encoder
+            are loaded and before the (possibly long) feature pass; a resume refuses there.
     """
+    import torch
+
     cfg.validate()
     device = resolve_device(cfg.device)
     if device == "cuda":
         deterministic_cuda()
+    torch.set_num_threads(cfg.cpu_threads)  # fixed for training and timing alike
+    timing = timing_context(device, cfg.cpu_threads)
     task = resolve_task(cfg.task, cfg.data_dir)
     train = load_split(task, "train", cfg.data_dir)
     validation = {s: load_split(task, s, cfg.data_dir) for s in task.validation_splits}
@@ -116,7 +123,7 @@ def prepare(
         },
     )
     if check is not None:
-        check(ident)
+        check(ident, timing)
     encoder.to(device)
 
     t0 = time.perf_counter()
@@ -136,4 +143,5 @@ def prepare(
         cache_bytes=fidelity.disk_bytes([*data.splits(), *valid_s.values()]),
         identity=ident,
         native=native,
+        timing=timing,
     )

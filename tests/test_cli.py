@@ -206,3 +206,60 @@ def test_evolve_then_front(tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Pat
     assert proc.returncode == 2 and "seed differs (run: 3, now: 4)" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert (out / "archive.jsonl").read_text() == before
+    _resume_on_another_machine(args, out)
+
+
+def _resume_on_another_machine(args: list[str], out: Path) -> None:
+    """The run's latencies were measured on another CPU (simulated by editing the machine
+    config.json records, and the archive's latencies): a resume refuses, naming the
+    difference, until --retime re-times every archived architecture here."""
+    from moohead.machine import available_cores, cpu_model
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["timing"] == {
+        "device": "cpu", "cpu": cpu_model(), "gpu": None, "threads": available_cores()
+    }  # fmt: skip
+    config["timing"]["cpu"] = "Another CPU 9000"
+    (out / "config.json").write_text(json.dumps(config))
+    records = [json.loads(line) for line in (out / "archive.jsonl").read_text().splitlines()]
+    timed = [r for r in records if r["latency_ms"] is not None]
+    assert timed
+    (out / "archive.jsonl").write_text(
+        "".join(
+            json.dumps(r | ({"latency_ms": 12345.0} if r in timed else {})) + "\n" for r in records
+        )
+    )
+    snapshot = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+
+    def evolve(*extra: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "moohead.cli.main", *args, *extra]
+        return subprocess.run(cmd, capture_output=True, text=True)
+
+    refused = evolve()
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip() == (
+        f"error: cannot resume {out}: its latencies were measured with cpu 'Another CPU 9000', "
+        f"this machine has {cpu_model()!r}; pass --retime to re-time every archived "
+        "architecture here, or --force-new to start over (the old run is kept beside it)"
+    )
+    assert {
+        p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"
+    } == snapshot
+    threads = evolve("--threads", str(available_cores() + 1), "--retime")
+    assert threads.returncode == 0, threads.stderr
+    assert "re-timed the archived architectures" in threads.stdout
+    retimed = [json.loads(line) for line in (out / "archive.jsonl").read_text().splitlines()]
+    # The archived evaluations stay (new latencies may steer NSGA-II to train new ones).
+    assert [(r["id"], r["genome"], r["score"]) for r in retimed[: len(records)]] == [
+        (r["id"], r["genome"], r["score"]) for r in records
+    ]
+    timed_ids = {r["id"] for r in timed}
+    assert all(0 < r["latency_ms"] != 12345.0 for r in retimed if r["id"] in timed_ids)
+    config = json.loads((out / "config.json").read_text())
+    assert config["timing"]["cpu"] == cpu_model()
+    assert config["timing"]["threads"] == available_cores() + 1
+    front = json.loads((out / "front.json").read_text())
+    assert all(e["latency_ms"] != 12345.0 for e in front["front"])
+    # The same machine with another thread count is another timing context too.
+    other = evolve("--threads", str(available_cores()))
+    assert other.returncode == 2 and "measured with threads" in other.stderr

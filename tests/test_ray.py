@@ -39,14 +39,10 @@ def _archive(out: Path) -> list[tuple[str, float | None]]:
 def test_ray_gives_the_local_front(
     local_ray: None, tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path, fidelity: str
 ) -> None:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the Ray tasks (one core each), so the numbers match
-    try:
-        local = run_search(_cfg(tiny_encoder_dir, glue_dir, tmp_path / "local", fidelity=fidelity))
-    finally:
-        torch.set_num_threads(threads)
+    # One thread, as in the Ray tasks (one core each), so the numbers match.
+    local = run_search(
+        _cfg(tiny_encoder_dir, glue_dir, tmp_path / "local", fidelity=fidelity, threads=1)
+    )
     remote = run_search(
         _cfg(tiny_encoder_dir, glue_dir, tmp_path / "ray", fidelity=fidelity, executor="ray")
     )
@@ -82,3 +78,42 @@ def test_a_dying_worker_is_retried_then_recorded_as_failed(
     for died in (outcomes[0], outcomes[2]):
         assert isinstance(died, RuntimeError)
         assert str(died).startswith("Ray worker died") and "retried 1 times" in str(died)
+
+
+@pytest.mark.slow
+def test_with_latency_no_outcome_comes_back_while_a_task_still_trains(
+    local_ray: None, tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path
+) -> None:
+    """Latency is timed on the driver as each outcome comes back: with ``quiet_timing`` the
+    first comes back only when every task of the generation has finished."""
+    from moohead.executor import RayConfig, RayTrainer
+    from moohead.genome import Genome
+    from moohead.workspace import prepare
+
+    done = tmp_path / "done"
+    done.mkdir()
+
+    def slow_second(genome: dict, seed: int, spec: object) -> dict:  # type: ignore[type-arg]
+        """The second genome trains 3 s longer, then leaves a mark (nested: by value)."""
+        import time as _time
+        import uuid
+
+        from moohead.executor import train_task
+
+        out = train_task(genome, seed, spec)  # type: ignore[arg-type]
+        if genome["lr"] == 0.001:
+            _time.sleep(3.0)
+        (done / uuid.uuid4().hex).touch()
+        return out
+
+    ws = prepare(_cfg(tiny_encoder_dir, glue_dir, tmp_path / "run"))
+    genomes = [Genome(depth=1, lr=0.003), Genome(depth=1, lr=0.001)]
+    for quiet, finished_at_first in ((True, 2), (False, 1)):
+        for mark in done.iterdir():
+            mark.unlink()
+        cfg = RayConfig(quiet_timing=quiet)
+        trainer = RayTrainer(cfg, "frozen", ws.data, ws.train_config(), seed=0, task=slow_second)
+        outcomes = trainer.train(genomes)
+        next(outcomes)  # the evaluator would time this one now
+        assert len(list(done.iterdir())) == finished_at_first, quiet
+        list(outcomes)
