@@ -26,6 +26,15 @@ def front(run_dir: Path, as_json: bool) -> None:
 
     console = make_console()
     console.print(front_table(doc))
+    run = RunDir(run_dir)
+    if run.refined_path.is_file():
+        refined = run.read_front_refined()
+        console.print(
+            f"refined: {len(refined['front'])} fine-tuned head(s) on the refined front "
+            f"({run.refined_path}); moohead pick and export choose from it, never from the "
+            f"{doc.get('fidelity', 'frozen')} scores above",
+            highlight=False,
+        )
     if doc.get("failed"):
         reasons = "; ".join(f"{n}x {why}" for why, n in (doc.get("failures") or {}).items())
         console.print(

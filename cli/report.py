@@ -139,7 +139,10 @@ def front_caption(doc: dict[str, Any]) -> str | None:
 def pick_table(record: dict[str, Any]) -> Table:
     """The picked head beside the baseline, with the difference."""
     e, b = record["entry"], record["baseline"]
-    table = Table(title=f"picked by {record['rule']}: id {e['id']} ({e['summary']})")
+    fidelity = e.get("fidelity", "frozen")  # both rows are at the same fidelity
+    table = Table(
+        title=f"picked by {record['rule']}: id {e['id']} ({e['summary']}), {fidelity} scores"
+    )
     for name in ("", "picked", "baseline", "difference"):
         table.add_column(name, justify="left" if not name else "right")
     rows = (

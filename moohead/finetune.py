@@ -25,7 +25,14 @@ from moohead.genome import Genome
 from moohead.heads import Head, build_head
 from moohead.metrics import compute_metrics
 from moohead.tokens import TokenSplit, TokenView, tokenize_split
-from moohead.train import TrainConfig, TrainResult, fit, in_length_order
+from moohead.train import (
+    TrainConfig,
+    TrainResult,
+    fit,
+    in_length_order,
+    target_scale,
+    unfold_scale,
+)
 
 
 def token_views(split: TokenSplit, genome: Genome) -> list[TokenView]:
@@ -102,8 +109,9 @@ def finetune_head(
     rng = np.random.default_rng(seed)  # batch order
     info, task = data.info, data.task
     head = build_head(genome, info.hidden_size, task.num_labels)
-    if head_init is not None:
+    if head_init is not None:  # saved in label units; training fits standardised targets
         head.load_state_dict(head_init)
+        unfold_scale(head, *target_scale(task, data.train.labels))
     model = FusedModel(truncate(data.encoder, genome.depth), head, info.uses_token_type_ids)
     model.to(cfg.device)
     job = FinetuneJob(genome, model, data.train, data.stop, cfg)

@@ -192,22 +192,36 @@ class RunDir:
         atomic_write_json(self.path / FRONT, doc)
 
     def read_front_refined(self) -> dict[str, Any]:
-        """The front with each refined head's entry (``moohead refine``) in place of its
-        frozen one."""
+        """The front ``pick`` and ``export`` choose from, every entry marked with the
+        fidelity its scores were measured at.
+
+        After ``moohead refine`` that is the refined front alone (its fine-tuned heads and
+        baseline): refined scores are never ranked against frozen ones. Otherwise it is the
+        search's front, at the search's fidelity.
+        """
         doc = self.read_front()
         path = self.path / REFINED
         if not path.is_file():
-            return doc
+            fidelity = doc.get("fidelity", "frozen")
+            return doc | {
+                "fidelity": fidelity,
+                "front": [e | {"fidelity": fidelity} for e in doc["front"]],
+                "baseline": doc["baseline"] | {"fidelity": fidelity},
+            }
         fix = "run moohead refine again"
         refined = _read_json(path, fix)
         try:
-            by_id = {e["id"]: e for e in [*refined["refined"], refined["baseline"]]}
+            front, baseline = refined["front"], refined["baseline"]
+            fidelity = refined["fidelity"]
+            marked = [e | {"fidelity": fidelity} for e in front]
         except (KeyError, TypeError) as exc:
             raise MooheadError(f"{path} is corrupted ({exc}); {fix}") from exc
-        out = dict(doc)
-        out["front"] = [by_id.get(e["id"], e) for e in doc["front"]]
-        out["baseline"] = by_id.get(doc["baseline"]["id"], doc["baseline"])
-        return out
+        return doc | {
+            "fidelity": fidelity,
+            "refined": True,
+            "front": marked,
+            "baseline": baseline | {"fidelity": fidelity},
+        }
 
     def write_refined(self, doc: dict[str, Any]) -> None:
         atomic_write_json(self.refined_path, doc)

@@ -212,6 +212,7 @@ def front_spec(ws: Workspace, models: ModelFactory, run: RunDir, refs: Reference
         "metric": data.task.metric_name,
         "encoder": data.info.name,
         "device": ws.device,
+        "fidelity": cfg.fidelity,
         "reference_input": {"batch": 1, "length": cfg.reference_length},
         "chance_score": chance_score(data.task, data.val.labels),  # hypervolume's reference
         "cost_tolerances": TOLERANCES,  # relative: costs closer than these are a tie

@@ -155,10 +155,8 @@ def fit(
     labels = torch.from_numpy(train_labels)
     # Regression trains on standardised targets (one scale for every task and learning
     # rate); the scale is folded into the last layer afterwards, so outputs are in label units.
-    shift, scale = 0.0, 1.0
-    if task.is_regression:
-        shift, scale = float(labels.mean()), float(labels.std()) or 1.0
-        labels = (labels - shift) / scale
+    shift, scale = target_scale(task, train_labels)
+    labels = (labels - shift) / scale
     lengths = job.lengths()
     scheduler = None
     if cfg.schedule == "linear":
@@ -193,9 +191,31 @@ def fit(
                 break
     if best_state is not None:
         job.module.load_state_dict(best_state)
-    if task.is_regression:
-        with torch.no_grad():
-            job.head.mlp.classifier.weight.mul_(scale)
-            job.head.mlp.classifier.bias.mul_(scale).add_(shift)
+    fold_scale(job.head, shift, scale)
     job.module.eval()
     return epoch
+
+
+def target_scale(task: Task, train_labels: np.ndarray) -> tuple[float, float]:
+    """``(shift, scale)`` of the targets training fits: the labels' mean and standard
+    deviation for regression, ``(0, 1)`` (no change) for classification."""
+    if not task.is_regression:
+        return 0.0, 1.0
+    labels = torch.from_numpy(train_labels)
+    return float(labels.mean()), float(labels.std()) or 1.0
+
+
+def fold_scale(head: Head, shift: float, scale: float) -> None:
+    """Fold the target scale into the last layer: outputs go from standardised to label
+    units. A saved head is in label units."""
+    with torch.no_grad():
+        head.mlp.classifier.weight.mul_(scale)
+        head.mlp.classifier.bias.mul_(scale).add_(shift)
+
+
+def unfold_scale(head: Head, shift: float, scale: float) -> None:
+    """The inverse of ``fold_scale``: a saved head back in the standardised units training
+    fits, so training that starts from it starts where it left off."""
+    with torch.no_grad():
+        head.mlp.classifier.bias.sub_(shift).div_(scale)
+        head.mlp.classifier.weight.div_(scale)

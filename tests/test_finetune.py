@@ -62,6 +62,46 @@ def test_finetune_trains_the_encoder_and_leaves_the_original(tokens, amp: str | 
         assert a.metrics == b.metrics
 
 
+def test_a_regression_head_refined_from_its_saved_weights_starts_where_it_left_off(
+    tiny_encoder_dir: Path, tmp_path: Path
+) -> None:
+    """Saved regression heads are in label units; training fits standardised targets. With
+    nothing learnt (learning rates 0), fine-tuning from a saved head must give back exactly
+    that head's outputs: the label scale is taken out before training and put back after."""
+    from conftest import write_synthetic_task
+
+    from moohead.finetune import predict_tokens, token_views
+    from moohead.fused import FusedModel
+    from moohead.heads import build_head
+
+    encoder, tok, info = load_encoder(str(tiny_encoder_dir))
+    task = GLUE_TASKS["stsb"]
+    write_synthetic_task(tmp_path, "stsb", n_train=64, n_val=32, pair=True)
+    split = {s: load_split(task, s, tmp_path) for s in ("train", "validation")}
+    train = tokenize_split(
+        tok, task, replace(split["train"], labels=split["train"].labels * 4), 32, True
+    )
+    val = tokenize_split(tok, task, split["validation"], 32, True)
+    data = SearchData(task, encoder, info, train, val, val)
+    genome = Genome(depth=1, pool="mean", mlp_layers=0, lr=0.0, weight_decay=0.0)
+    torch.manual_seed(0)
+    saved = build_head(genome, info.hidden_size, 1)
+    with torch.no_grad():
+        saved.mlp.classifier.bias.fill_(2.5)  # a head in label units (targets 0..4)
+    cfg = replace(finetune_config(TrainConfig(batch_size=16, max_epochs=1)), lr_encoder=0.0)
+    result = finetune_head(genome, data, cfg, seed=1, head_init=saved.state_dict())
+    from moohead.encoder import truncate
+
+    before = FusedModel(truncate(encoder, 1), saved.eval(), True).eval()
+    after = FusedModel(result.encoder, result.head, True).eval()
+    views = token_views(val, genome)
+    expected = predict_tokens(before, views, cfg)
+    assert torch.allclose(
+        torch.from_numpy(predict_tokens(after, views, cfg)), torch.from_numpy(expected), atol=1e-5
+    )
+    assert abs(float(expected.mean())) > 1.0  # label units: the check would see a rescaling
+
+
 @pytest.mark.slow
 def test_finetune_search_saves_and_exports_the_trained_encoder(
     tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path
@@ -128,10 +168,28 @@ def test_refine_fine_tunes_the_top_heads_and_export_uses_them(
         assert "frozen_score" in e and "frozen_validation" in e
     assert {p.name: p.read_bytes() for p in (cfg.out / "heads").iterdir()} == before  # frozen kept
 
-    head_id = doc["refined"][0]["id"]
+    # pick and export choose from the refined front alone, every score marked fine-tuned.
+    assert json.loads((cfg.out / "front.json").read_text())["fidelity"] == "frozen"
+    chosen = RunDir(cfg.out).read_front_refined()
+    assert chosen["fidelity"] == "finetune" and chosen["refined"]
+    assert {e["id"] for e in chosen["front"]} <= {e["id"] for e in doc["refined"]}
+    assert all(e["refined"] and e["fidelity"] == "finetune" for e in chosen["front"])
+    assert chosen["baseline"]["refined"] and chosen["baseline"]["fidelity"] == "finetune"
+    frozen_only = [
+        e["id"] for e in front["front"] if e["id"] not in {r["id"] for r in doc["refined"]}
+    ]
+    if frozen_only:  # a head that was not refined cannot be picked beside refined ones
+        code = None
+        try:
+            main(["pick", str(cfg.out), "--id", str(frozen_only[0])])
+        except SystemExit as exc:
+            code = exc.code
+        assert code == 2 and "is not on the front" in capsys.readouterr().err
+    head_id = doc["front"][0]["id"]
     main(["pick", str(cfg.out), "--id", str(head_id)])
     pick = json.loads((cfg.out / "pick.json").read_text())
-    assert pick["entry"]["refined"] and pick["entry"]["score"] == doc["refined"][0]["score"]
+    assert pick["entry"]["refined"] and pick["entry"]["fidelity"] == "finetune"
+    assert pick["entry"]["score"] == doc["front"][0]["score"]
     from moohead.export.config import ExportConfig
     from moohead.export.pipeline import export_run
 
@@ -139,5 +197,5 @@ def test_refine_fine_tunes_the_top_heads_and_export_uses_them(
     assert manifest["source"]["refined"] and manifest["source"]["id"] == head_id
     # The exported model is the refined one: it scores what refine recorded.
     assert manifest["parity"][0]["validation"] == pytest.approx(
-        doc["refined"][0]["validation"], abs=1e-6
+        doc["front"][0]["validation"], abs=1e-6
     )

@@ -217,7 +217,10 @@ def test_closest_is_by_distance_to_the_bound() -> None:
 def test_pick_records_the_choice(tmp_path: Path) -> None:
     (tmp_path / "front.json").write_text(json.dumps(DOC))
     record = pick(tmp_path, PickConfig(max_flops=0.6e9))
-    assert record == {"rule": "flops <= 6e+08", "id": 2, "entry": FRONT[1], "baseline": BASELINE}
+    frozen = {"fidelity": "frozen"}  # every score is marked with its fidelity
+    assert record == {
+        "rule": "flops <= 6e+08", "id": 2, "entry": FRONT[1] | frozen, "baseline": BASELINE | frozen
+    }  # fmt: skip
     assert json.loads((tmp_path / "pick.json").read_text()) == record
 
 
