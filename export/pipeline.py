@@ -17,6 +17,7 @@ from typing import Any
 from moohead.data import load_split
 from moohead.errors import MooheadError
 from moohead.export.config import ExportConfig
+from moohead.export.hf_layout import write_hf_layout
 from moohead.export.model_dir import (
     FORMAT,
     MANIFEST,
@@ -27,6 +28,7 @@ from moohead.export.model_dir import (
 from moohead.export.onnx_export import OPSET, export_onnx
 from moohead.export.optimize import optimize_graph, quantize_int8
 from moohead.export.runtime import Encoder, make_session, providers_for
+from moohead.export.triton import write_triton_model
 from moohead.export.validate import ValidationRun, validate_onnx
 from moohead.files import atomic_write_json, package_versions
 from moohead.pick import PickConfig, choose
@@ -94,6 +96,7 @@ def manifest(
             "metric": "/".join(rh.task.metrics),
             "search_val": e["score"],
             "validation_search": e.get("validation"),
+            "validation_search_tokenisation": gate[0]["validation_search_tokenisation"],
             "validation_torch": gate[0]["validation_torch"],
             **{f"validation_{g['variant']}": g["validation"] for g in gate},
         },
@@ -136,7 +139,9 @@ def export_run(cfg: ExportConfig, log: Log = print) -> dict[str, Any]:
             rh.task.is_pair,
             rh.model.siamese,
         )
-        validation = ValidationRun.build(rh.model, rh.task, splits, encoder)
+        validation = ValidationRun.build(
+            rh.model, rh.task, splits, encoder, rh.tokenizer, rh.entry.get("validation")
+        )
         gate: list[dict[str, Any]] = []
         variants: dict[str, Any] = {}
 
@@ -144,10 +149,13 @@ def export_run(cfg: ExportConfig, log: Log = print) -> dict[str, Any]:
             session = make_session(path, providers or ["CPUExecutionProvider"])
             result = validate_onnx(rh.model, session, name, validation, cfg)
             gate.append(result)
-            variants[name] = file_record(path)
+            variants[name] = file_record(path) | {"gated_on": result["provider"]}
+            agree = result["label_agreement"]
             log(
                 f"  {name:<9} max |diff| {result['max_abs_diff']:.1e}  validation "
-                f"{result['validation']:.4f} (PyTorch {result['validation_torch']:.4f})  ok"
+                f"{result['validation']:.4f} (PyTorch {result['validation_torch']:.4f})"
+                + ("" if agree is None else f"  labels agree {100 * agree:.2f}%")
+                + f"  on {result['provider']}  ok"
             )
 
         check("fp32", fp32)
@@ -169,11 +177,15 @@ def export_run(cfg: ExportConfig, log: Log = print) -> dict[str, Any]:
             optimize_graph(fp32, path, heads, hidden, fp16=True)
             check("fp16", path, providers_for("auto"))
         doc = manifest(rh, rule, variants, gate, cfg.run_dir)
+        doc["aliases"] = write_hf_layout(tmp, rh, variants)  # config.json, onnx/ for HF tools
         atomic_write_json(tmp / MANIFEST, doc)
         _move_into_place(tmp, cfg.out, cfg.overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if cfg.triton_model is not None:  # only once the model passed the gate
+        model_file = cfg.out / VARIANT_FILES[cfg.triton_variant]
+        write_triton_model(model_file, cfg.triton_model, cfg.triton_max_batch_size, cfg.overwrite)
     return doc
 
 

@@ -145,18 +145,26 @@ def finished_search(root: Path) -> Path:
     return cfg.out
 
 
-# A metric bound that lets any drop pass: for fixtures that export a near-chance tiny model
-# only to serve or time it. The int8/fp16 metric gate itself is tested at its default
-# threshold on hand-set heads (gate_run below; test_export.py, test_ort_cuda.py).
-NO_METRIC_GATE = 1.0
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``finished_search`` once per session, for test modules that only export from it."""
+    return finished_search(tmp_path_factory.mktemp("finished-run"))
+
+
+# Gate bounds that let any int8/fp16 loss pass: for fixtures that export a near-chance tiny
+# model only to serve or time it. The int8/fp16 gates themselves are tested at their default
+# thresholds on hand-set heads (gate_run below; test_export.py, test_ort_cuda.py).
+NO_QUALITY_GATE = {"max_metric_drop": 1.0, "min_label_agreement": 0.0}
 GATE_EXAMPLES = 400  # validation rows for the hand-set heads
 
 
-def gate_run(run_dir: Path, dest: Path, flips: str) -> tuple[Path, int]:
+def gate_run(run_dir: Path, dest: Path, flips: str, positives: int) -> tuple[Path, int, Path]:
     """A copy of a finished sst2 run whose baseline head is set by hand so that the fused
     model answers "positive" (class 1) for every input in fp32, and its ``flips`` variant
     ("int8" or "fp16") provably answers "negative" for every input while the other derived
-    variants agree with fp32. Returns the copy and the head's id.
+    variants agree with fp32. Returns the copy (``dest/run``), the head's id and its
+    validation data (``gate_validation(dest/data, positives)``), on which the copy records
+    the head's validation score, positives / GATE_EXAMPLES, as a search would have.
 
     The hidden layer has zero weights and bias (20, 0, ..., 0): its output is
     h = tanh(bias) = (1, 0, ..., 0) whatever the encoder computes, so the metric of every
@@ -178,8 +186,10 @@ def gate_run(run_dir: Path, dest: Path, flips: str) -> tuple[Path, int]:
     from moohead.heads import build_head
     from moohead.rundir import RunDir
 
-    shutil.copytree(run_dir, dest)
-    entry = RunDir(dest).read_front()["baseline"]
+    run = RunDir(dest / "run")
+    shutil.copytree(run_dir, run.path)
+    doc = run.read_front()
+    entry = doc["baseline"]
     genome = Genome.from_dict(entry["genome"])
     assert genome.mlp_layers == 1 and genome.pair == "joint", genome
     head = build_head(genome, tiny_config().hidden_size, 2)
@@ -197,8 +207,12 @@ def gate_run(run_dir: Path, dest: Path, flips: str) -> tuple[Path, int]:
             classifier.bias.copy_(torch.tensor([1000.0, 1000.125]))
         else:
             raise ValueError(flips)
-    torch.save(head.state_dict(), dest / entry["weights"])
-    return dest, int(entry["id"])
+    torch.save(head.state_dict(), run.path / entry["weights"])
+    for e in [doc["baseline"], *doc["front"], *doc["references"]]:
+        if e["id"] == entry["id"]:
+            e["validation"] = positives / GATE_EXAMPLES
+    run.write_front(doc)
+    return run.path, int(entry["id"]), gate_validation(dest / "data", positives)
 
 
 def gate_validation(root: Path, positives: int) -> Path:
