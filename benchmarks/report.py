@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from common import RESULTS, ROOT
+from serve_load import table as serve_load_table
 
 README = ROOT / "benchmarks" / "README.md"
 
@@ -316,6 +317,7 @@ def main() -> None:
         ("gpu_latency_modes", latency_modes_table),
         ("finetune_cost", finetune_table),
         ("ray_overhead", ray_table),
+        ("serve_load", serve_load_table),
     )
     for name, render in renders:
         data = _load(name)

@@ -17,6 +17,7 @@ from moohead.cli.front import front
 from moohead.cli.pick import pick
 from moohead.cli.predict import predict
 from moohead.cli.refine import refine
+from moohead.cli.serve import serve
 from moohead.errors import MooheadError
 
 EXIT_USAGE = 2
@@ -35,6 +36,7 @@ cli.add_command(pick)
 cli.add_command(export)
 cli.add_command(bench)
 cli.add_command(predict)
+cli.add_command(serve)
 
 
 def main(argv: list[str] | None = None) -> None:
