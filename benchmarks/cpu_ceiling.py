@@ -43,7 +43,7 @@ from moohead.export.bench import cpu_timer, time_runs
 from moohead.export.config import BenchConfig
 from moohead.export.model_dir import read_manifest
 from moohead.export.optimize import quantize_int8
-from moohead.export.runtime import make_session
+from moohead.ort_session import make_session
 
 TOKENS = 128  # batch 1 at length 128: the shape the targets are set at
 OPSET = [helper.make_opsetid("", 17)]

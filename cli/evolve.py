@@ -12,6 +12,7 @@ from moohead.config import (
     DEVICES,
     EXECUTORS,
     FIDELITIES,
+    LATENCY_RUNTIMES,
     OBJECTIVES,
     SearchConfig,
     default_cache_dir,
@@ -144,10 +145,18 @@ def _objectives(ctx: click.Context, param: click.Parameter, value: str) -> tuple
     help="Encoder LR (finetune).",
 )
 @click.option(
+    "--latency-runtime",
+    type=click.Choice(LATENCY_RUNTIMES),
+    default=D.latency_runtime,
+    show_default=True,
+    help="ort: latency of the exported graph in ONNX Runtime, as deployed; torch: PyTorch eager.",
+)
+@click.option(
     "--threads",
     type=int,
     default=None,
-    help="CPU threads for training and timing, fixed and recorded [default: every core].",
+    help="CPU threads for training and timing, fixed and recorded "
+    "[default: $OMP_NUM_THREADS, else the cores].",
 )
 @click.option(
     "--retime",

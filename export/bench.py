@@ -21,7 +21,7 @@ from moohead.batching import dummy_inputs, input_names
 from moohead.errors import MooheadError
 from moohead.export.config import BenchConfig
 from moohead.export.model_dir import read_manifest
-from moohead.export.runtime import make_session, providers_for
+from moohead.ort_session import make_session, providers_for
 
 Feeds = dict[str, np.ndarray]
 

@@ -25,12 +25,13 @@ from moohead.export.model_dir import (
     VARIANT_FILES,
     file_record,
 )
-from moohead.export.onnx_export import OPSET, export_onnx
 from moohead.export.optimize import optimize_graph, quantize_int8
-from moohead.export.runtime import Encoder, make_session, providers_for
+from moohead.export.runtime import Encoder
 from moohead.export.triton import write_triton_model
 from moohead.export.validate import ValidationRun, validate_onnx
 from moohead.files import atomic_write_json, package_versions
+from moohead.onnx_graph import OPSET, export_onnx
+from moohead.ort_session import make_session, providers_for
 from moohead.pick import PickConfig, choose
 from moohead.rundir import RunDir, run_data_dir
 from moohead.runhead import RunHead, load_run_head

@@ -17,10 +17,7 @@ returns labels with probabilities, or a score for regression tasks.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from moohead.batching import SECOND, in_length_order, pad
-from moohead.config import DEVICES
 from moohead.errors import MooheadError
 from moohead.export.model_dir import TOKENIZER_FILE, read_manifest, variant_path
+from moohead.ort_session import make_session, providers_for
 
 Text = str | tuple[str, str]
 
@@ -49,66 +46,6 @@ class Prediction:
     label: str | None
     score: float
     probabilities: dict[str, float]
-
-
-def cuda_available() -> bool:
-    """Whether ORT can run on a GPU here (asked only so that CPU hosts log no CUDA errors)."""
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return False
-    # onnxruntime-gpu lists CUDA even on machines without a GPU; a driver must exist too.
-    return any(Path(p).exists() for p in ("/dev/nvidia0", "/dev/nvidiactl"))
-
-
-def providers_for(device: str) -> list[str]:
-    """ORT execution providers for ``auto``, ``cpu`` or ``cuda``."""
-    if device not in DEVICES:
-        raise MooheadError(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
-    gpu = cuda_available()
-    if device == "cuda" and not gpu:
-        raise MooheadError("--device cuda, but ONNX Runtime finds no usable GPU; use --device cpu")
-    if device == "cuda" or (device == "auto" and gpu):
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-@functools.cache
-def load_cuda_libraries() -> None:
-    """Load CUDA and cuDNN from the ``nvidia-*`` pip packages where nothing loaded them yet
-    (once per process).
-
-    A torch-free deployment (``pip install onnxruntime-gpu[cuda,cudnn]``) has them only
-    there, off the loader's path; with torch imported first they are loaded already and
-    this does nothing. ORT's helper reports problems on stdout, which would corrupt
-    ``predict --json``, so its messages go to stderr.
-    """
-    import onnxruntime as ort
-
-    if not hasattr(ort, "preload_dlls"):  # onnxruntime-gpu < 1.21: the loader path only
-        return
-    # A library that fails to load is named again when the session is created.
-    with contextlib.redirect_stdout(sys.stderr), contextlib.suppress(OSError):
-        ort.preload_dlls()
-
-
-def make_session(path: Path, providers: list[str], threads: int | None = None) -> Any:
-    """An ORT session with all graph optimisations and, on CPU, a fixed thread count."""
-    import onnxruntime as ort
-
-    if providers[0] == "CUDAExecutionProvider":
-        load_cuda_libraries()
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3  # warnings about unused initialisers are noise to users
-    if threads:
-        opts.intra_op_num_threads = threads
-    try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-    except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-        raise MooheadError(
-            f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}; export the model again"
-        ) from exc
 
 
 class Encoder:

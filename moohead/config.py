@@ -14,6 +14,7 @@ OBJECTIVES = ("score", "flops", "latency")
 DEVICES = ("auto", "cpu", "cuda")
 FIDELITIES = ("frozen", "finetune")  # each registered in fidelity.FIDELITY_CLASSES
 EXECUTORS = ("local", "ray")
+LATENCY_RUNTIMES = ("ort", "torch")  # ONNX Runtime on the exported graph; PyTorch eager
 
 
 def default_cache_dir() -> Path:
@@ -54,6 +55,8 @@ class SearchConfig:
         patience: Epochs without search-stop improvement before stopping.
         reference_length: Tokens of the reference input for FLOPs and latency.
         latency_runs: Timed runs per latency measurement (after warm-up).
+        latency_runtime: ``ort``: latency of the graph ``moohead export`` writes, built in
+            memory and run by ONNX Runtime (what users deploy); ``torch``: PyTorch eager.
         fidelity: ``frozen`` (heads on cached features) or ``finetune`` (each genome trains
             its truncated encoder end to end).
         lr_encoder: Encoder learning rate when fine-tuning.
@@ -61,7 +64,7 @@ class SearchConfig:
         ray_address: Ray cluster address; None starts a local Ray instance.
         gpus_per_eval: GPUs per Ray task where the cluster has GPUs.
         threads: CPU threads for training and timing, fixed for the whole run and recorded
-            with its machine; None = every core this process may use.
+            with its machine; None = PyTorch's default (``OMP_NUM_THREADS`` or the cores).
         retime: On resume, re-time every archived architecture on this machine first
             (required when the run's latencies were measured on another machine).
     """
@@ -85,6 +88,7 @@ class SearchConfig:
     patience: int = 3
     reference_length: int = 128
     latency_runs: int = 20
+    latency_runtime: str = "ort"
     fidelity: str = "frozen"
     lr_encoder: float = 2e-5
     executor: str = "local"
@@ -130,6 +134,11 @@ class SearchConfig:
             (self.patience >= 1, f"--patience must be at least 1, got {self.patience}"),
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
             (
+                self.latency_runtime in LATENCY_RUNTIMES,
+                f"--latency-runtime must be one of {', '.join(LATENCY_RUNTIMES)}, "
+                f"got {self.latency_runtime!r}",
+            ),
+            (
                 self.threads is None or self.threads >= 1,
                 f"--threads must be at least 1, got {self.threads}",
             ),
@@ -152,10 +161,11 @@ class SearchConfig:
 
     @property
     def cpu_threads(self) -> int:
-        """The run's fixed CPU thread count."""
-        from moohead.machine import available_cores
+        """The run's fixed CPU thread count: ``threads``, else PyTorch's own default (every
+        physical core, or ``OMP_NUM_THREADS`` where that is set)."""
+        import torch
 
-        return self.threads if self.threads is not None else available_cores()
+        return self.threads if self.threads is not None else torch.get_num_threads()
 
     @property
     def features_dir(self) -> Path:

@@ -6,16 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from moohead.evaluation import Cost
-from moohead.fused import ModelFactory
+from moohead.fused import FusedModel, ModelFactory
 from moohead.genome import Genome
 from moohead.heads import Head
-from moohead.measure import (
-    count_flops,
-    count_params,
-    measure_latency,
-    measure_latency_interleaved,
-)
+from moohead.measure import count_flops, count_params, measure_latency_interleaved
 
 
 @dataclass(frozen=True)
@@ -23,10 +20,21 @@ class CostConfig:
     """Attributes:
     reference_length: Tokens of the batch-1 reference input.
     latency_runs: Timed runs per latency measurement; None: latency is not measured.
+    runtime: What latency is measured in: ``ort`` (the exported graph in ONNX Runtime, as
+        deployed) or ``torch`` (PyTorch eager).
+    threads: ONNX Runtime's CPU threads (the run's fixed count).
     """
 
     reference_length: int
     latency_runs: int | None
+    runtime: str = "torch"
+    threads: int | None = None
+
+    def time(self, models: list[FusedModel], inputs: list[tuple[torch.Tensor, ...]]) -> list[float]:
+        """Median latencies (ms) of ``models``, timed together in this config's runtime."""
+        return measure_latency_interleaved(
+            models, inputs, runs=self.latency_runs or 20, runtime=self.runtime, threads=self.threads
+        )
 
 
 class CostMeasurer:
@@ -50,7 +58,7 @@ class CostMeasurer:
                 flops=count_flops(model, inputs),
                 params=count_params(model),
                 head_params=count_params(head),
-                latency_ms=None if runs is None else measure_latency(model, inputs, runs=runs),
+                latency_ms=None if runs is None else self.cfg.time([model], [inputs])[0],
             )
         return self.by_arch[key]
 
@@ -67,13 +75,7 @@ def retime_records(
             genomes.setdefault(genome.arch_key(), genome)
     fused = [models.fused(g) for g in genomes.values()]
     inputs = [models.reference(m, cfg.reference_length) for m in fused]
-    latency = dict(
-        zip(
-            genomes,
-            measure_latency_interleaved(fused, inputs, runs=cfg.latency_runs or 20),
-            strict=True,
-        )
-    )
+    latency = dict(zip(genomes, cfg.time(fused, inputs), strict=True))
     return [
         r | {"latency_ms": latency[Genome.from_dict(r["genome"]).arch_key()]}
         if r.get("latency_ms") is not None

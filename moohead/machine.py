@@ -1,27 +1,18 @@
 """Where latencies are measured: the machine, device and thread count a run times on.
 
 Latency is a measurement of one machine. A run records its timing context in
-``config.json``; a resume on another CPU, GPU, device or thread count would mix two
-machines' latencies in one front, so it refuses, naming the difference, unless it is told to
+``config.json``; a resume on another CPU, GPU, device, thread count or latency runtime
+would mix two kinds of latencies in one front, so it refuses, naming the difference, unless it is told to
 re-time every archived architecture (``--retime``).
 """
 
 from __future__ import annotations
 
-import os
 import platform
 from pathlib import Path
 from typing import Any
 
 from moohead.errors import MooheadError
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its affinity mask), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def cpu_model() -> str:
@@ -44,9 +35,16 @@ def gpu_name(device: str) -> str | None:
     return str(torch.cuda.get_device_name(torch.cuda.current_device()))
 
 
-def timing_context(device: str, threads: int) -> dict[str, Any]:
-    """What a latency depends on besides the model: device, CPU, GPU and thread count."""
-    return {"device": device, "cpu": cpu_model(), "gpu": gpu_name(device), "threads": threads}
+def timing_context(device: str, threads: int, runtime: str) -> dict[str, Any]:
+    """What a latency depends on besides the model: device, CPU, GPU, thread count and the
+    runtime that runs the model (ONNX Runtime or PyTorch eager)."""
+    return {
+        "device": device,
+        "cpu": cpu_model(),
+        "gpu": gpu_name(device),
+        "threads": threads,
+        "runtime": runtime,
+    }
 
 
 def check_timing(out: Path, stored: dict[str, Any] | None, current: dict[str, Any]) -> None:

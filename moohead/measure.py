@@ -94,10 +94,19 @@ def _device_of(inputs: Sequence[torch.Tensor]) -> torch.device:
 
 
 def measure_latency(
-    model: nn.Module, inputs: tuple[torch.Tensor, ...], warmup: int = 3, runs: int = 20
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    warmup: int = 3,
+    runs: int = 20,
+    runtime: str = "torch",
+    threads: int | None = None,
 ) -> float:
-    """Median latency in ms of ``model(*inputs)``: CUDA events on a GPU, perf_counter on CPU."""
-    return measure_latency_interleaved([model], [inputs], warmup, runs)[0]
+    """Median latency in ms of ``model(*inputs)`` (see ``measure_latency_interleaved``)."""
+    return measure_latency_interleaved([model], [inputs], warmup, runs, runtime, threads)[0]
+
+
+# ORT sessions timed together at most: each holds its own copy of the weights.
+ORT_GROUP = 8
 
 
 def measure_latency_interleaved(
@@ -105,23 +114,50 @@ def measure_latency_interleaved(
     inputs: Sequence[tuple[torch.Tensor, ...]],
     warmup: int = 3,
     runs: int = 20,
+    runtime: str = "torch",
+    threads: int | None = None,
 ) -> list[float]:
     """Median latency of several models, timed round-robin.
 
     Interleaving spreads machine noise (other processes, frequency changes) over all
     models alike, so it does not decide which of them looks faster.
+
+    Args:
+        runtime: ``torch`` (PyTorch eager; CUDA events on a GPU, perf_counter on CPU) or
+            ``ort`` (the exported graph in ONNX Runtime, as deployed; perf_counter, since
+            a run returns host arrays), timed in groups of ``ORT_GROUP`` to bound memory.
+        threads: ORT's intra-op threads (PyTorch's are the process's, set by the search).
     """
-    timer = _timer(_device_of(inputs[0]))
-    samples: list[list[float]] = [[] for _ in models]
+    if runtime == "ort":
+        from moohead.ort_latency import ort_calls
+
+        out: list[float] = []
+        for start in range(0, len(models), ORT_GROUP):
+            group = slice(start, start + ORT_GROUP)
+            calls = ort_calls(list(models[group]), list(inputs[group]), threads)  # type: ignore[arg-type]
+            out += time_interleaved(calls, _timer(torch.device("cpu")), warmup, runs)
+        return out
+    for m in models:
+        m.eval()
+    calls = [partial(m, *x) for m, x in zip(models, inputs, strict=True)]
     with torch.inference_mode():
-        for m in models:
-            m.eval()
-        for _ in range(warmup):
-            for m, x in zip(models, inputs, strict=True):
-                m(*x)
-        for _ in range(runs):
-            for i, (m, x) in enumerate(zip(models, inputs, strict=True)):
-                samples[i].append(timer(partial(m, *x)))
+        return time_interleaved(calls, _timer(_device_of(inputs[0])), warmup, runs)
+
+
+def time_interleaved(
+    calls: Sequence[Callable[[], Any]],
+    timer: Callable[[Callable[[], Any]], float],
+    warmup: int,
+    runs: int,
+) -> list[float]:
+    """Median ms of each call, the calls timed round-robin after ``warmup`` rounds."""
+    samples: list[list[float]] = [[] for _ in calls]
+    for _ in range(warmup):
+        for call in calls:
+            call()
+    for _ in range(runs):
+        for i, call in enumerate(calls):
+            samples[i].append(timer(call))
     return [statistics.median(s) for s in samples]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from moohead.config import RefineConfig, default_cache_dir, deterministic_cuda, resolve_device
+from moohead.costs import CostConfig
 from moohead.data import load_split
 from moohead.errors import MooheadError
 from moohead.features import CacheConfig, PrepareContext
@@ -23,7 +24,6 @@ from moohead.finetune import FinetuneFidelity, finetune_head
 from moohead.front import nondominated
 from moohead.fused import FusedModel, head_state, reference_inputs, trained_state
 from moohead.genome import Genome
-from moohead.measure import measure_latency_interleaved
 from moohead.rundir import RunDir, run_data_dir, task_from_config
 from moohead.runhead import load_run_encoder
 from moohead.splits import search_splits
@@ -108,10 +108,13 @@ def refine(cfg: RefineConfig, log: Any = print) -> dict[str, Any]:
             f"validation {entry['validation']:.4f} -> {refined[-1]['validation']:.4f} "
             f"({result.seconds:.0f}s, {entry['summary']})"
         )
-    latencies = measure_latency_interleaved(
-        models, [reference_inputs(m, 1, int(search["reference_length"]), device) for m in models],
-        runs=int(search["latency_runs"]),
-    )  # fmt: skip
+    timing = CostConfig(
+        int(search["reference_length"]), int(search["latency_runs"]),
+        search.get("latency_runtime", "torch"), run.get("timing", {}).get("threads"),
+    )  # the search's runtime (runs older than the option timed PyTorch eager)  # fmt: skip
+    latencies = timing.time(
+        models, [reference_inputs(m, 1, timing.reference_length, device) for m in models]
+    )
     for e, ms in zip(refined, latencies, strict=True):
         e["latency_ms"] = ms
     heads, baseline = refined[:-1], refined[-1]

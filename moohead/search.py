@@ -8,7 +8,7 @@ rundir.py; this module wires them together and runs the generations.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from typing import Any
 
@@ -23,7 +23,6 @@ from moohead.front import TOLERANCES, FrontSpec, best_baseline, finalize, search
 from moohead.fused import ModelFactory
 from moohead.genome import Genome, decode, encode, search_space
 from moohead.machine import check_timing
-from moohead.measure import measure_latency_interleaved
 from moohead.metrics import chance_score
 from moohead.problem import CanonicalRepair, HeadSearchProblem, make_nsga2
 from moohead.progress import GenerationStats, Reporter
@@ -79,9 +78,7 @@ def _run_locked(cfg: SearchConfig, run: RunDir, rep: Reporter) -> dict[str, Any]
     evaluator, models = make_evaluator(ws, run, stop)
     retimed = resume and cfg.retime and "latency" in cfg.objectives
     if retimed:
-        records = retime_records(
-            records, models, CostConfig(cfg.reference_length, cfg.latency_runs)
-        )
+        records = retime_records(records, models, cost_config(cfg))
         run.archive.rewrite(records)  # before config.json names this machine
         rep.message(f"re-timed the archived architectures on {ws.timing['cpu']}")
     run.write_config({"config": cfg.to_dict(), **ws.summary()})
@@ -124,15 +121,21 @@ def make_evaluator(ws: Workspace, run: RunDir, stop: StopFlag) -> tuple[Evaluato
     factory of its fused models."""
     cfg, data = ws.cfg, ws.data
     models = ModelFactory(data.encoder, data.info, data.task.num_labels, ws.device)
-    latency_runs = cfg.latency_runs if "latency" in cfg.objectives else None
     evaluator = Evaluator(
         trainer=make_trainer(ws, stop),
-        costs=CostMeasurer(models, CostConfig(cfg.reference_length, latency_runs)),
+        costs=CostMeasurer(models, cost_config(cfg)),
         weights=run.heads,
         archive=run.archive,
         stop=stop,
     )
     return evaluator, models
+
+
+def cost_config(cfg: SearchConfig) -> CostConfig:
+    """How the search measures costs: latency only where it is an objective, in the run's
+    latency runtime, with its fixed thread count."""
+    runs = cfg.latency_runs if "latency" in cfg.objectives else None
+    return CostConfig(cfg.reference_length, runs, cfg.latency_runtime, cfg.cpu_threads)
 
 
 def make_trainer(ws: Workspace, stop: StopFlag) -> Trainer:
@@ -201,7 +204,7 @@ def front_spec(ws: Workspace, models: ModelFactory, run: RunDir, refs: Reference
     def retime(genomes: list[Genome]) -> list[float]:
         fused = [models.fused(g) for g in genomes]
         inputs = [models.reference(m, cfg.reference_length) for m in fused]
-        return measure_latency_interleaved(fused, inputs, runs=cfg.latency_runs)
+        return replace(cost_config(cfg), latency_runs=cfg.latency_runs).time(fused, inputs)
 
     def validate(ev: Evaluation) -> dict[str, Any]:
         model = models.trained(ev.genome, run.heads.load(ev.id))

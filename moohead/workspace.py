@@ -101,7 +101,7 @@ def prepare(
     if device == "cuda":
         deterministic_cuda()
     torch.set_num_threads(cfg.cpu_threads)  # fixed for training and timing alike
-    timing = timing_context(device, cfg.cpu_threads)
+    timing = timing_context(device, cfg.cpu_threads, cfg.latency_runtime)
     task = resolve_task(cfg.task, cfg.data_dir)
     train = load_split(task, "train", cfg.data_dir)
     validation = {s: load_split(task, s, cfg.data_dir) for s in task.validation_splits}

@@ -213,11 +213,13 @@ def _resume_on_another_machine(args: list[str], out: Path) -> None:
     """The run's latencies were measured on another CPU (simulated by editing the machine
     config.json records, and the archive's latencies): a resume refuses, naming the
     difference, until --retime re-times every archived architecture here."""
-    from moohead.machine import available_cores, cpu_model
+    from moohead.machine import cpu_model
 
     config = json.loads((out / "config.json").read_text())
+    threads = config["timing"]["threads"]  # torch's default in that process
     assert config["timing"] == {
-        "device": "cpu", "cpu": cpu_model(), "gpu": None, "threads": available_cores()
+        "device": "cpu", "cpu": cpu_model(), "gpu": None, "threads": threads,
+        "runtime": "ort",  # the default: latency of the exported graph in ONNX Runtime
     }  # fmt: skip
     config["timing"]["cpu"] = "Another CPU 9000"
     (out / "config.json").write_text(json.dumps(config))
@@ -245,9 +247,9 @@ def _resume_on_another_machine(args: list[str], out: Path) -> None:
     assert {
         p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"
     } == snapshot
-    threads = evolve("--threads", str(available_cores() + 1), "--retime")
-    assert threads.returncode == 0, threads.stderr
-    assert "re-timed the archived architectures" in threads.stdout
+    retimed_run = evolve("--threads", str(threads + 1), "--retime")
+    assert retimed_run.returncode == 0, retimed_run.stderr
+    assert "re-timed the archived architectures" in retimed_run.stdout
     retimed = [json.loads(line) for line in (out / "archive.jsonl").read_text().splitlines()]
     # The archived evaluations stay (new latencies may steer NSGA-II to train new ones).
     assert [(r["id"], r["genome"], r["score"]) for r in retimed[: len(records)]] == [
@@ -257,9 +259,11 @@ def _resume_on_another_machine(args: list[str], out: Path) -> None:
     assert all(0 < r["latency_ms"] != 12345.0 for r in retimed if r["id"] in timed_ids)
     config = json.loads((out / "config.json").read_text())
     assert config["timing"]["cpu"] == cpu_model()
-    assert config["timing"]["threads"] == available_cores() + 1
+    assert config["timing"]["threads"] == threads + 1
     front = json.loads((out / "front.json").read_text())
     assert all(e["latency_ms"] != 12345.0 for e in front["front"])
     # The same machine with another thread count is another timing context too.
-    other = evolve("--threads", str(available_cores()))
+    other = evolve("--threads", str(threads))
     assert other.returncode == 2 and "measured with threads" in other.stderr
+    eager = evolve("--threads", str(threads + 1), "--latency-runtime", "torch")
+    assert eager.returncode == 2 and "measured with runtime 'ort'" in eager.stderr

@@ -170,3 +170,6 @@ def test_costs_are_measured_once_per_architecture(tiny_encoder_dir: Path) -> Non
     assert costs(d, build_head(d, info.hidden_size, 2)) is restored
     no_latency = CostMeasurer(costs.models, CostConfig(16, latency_runs=None))
     assert no_latency(a, build_head(a, info.hidden_size, 2)).latency_ms is None
+    ort = CostMeasurer(costs.models, CostConfig(16, latency_runs=2, runtime="ort", threads=1))
+    cost = ort(a, build_head(a, info.hidden_size, 2))
+    assert cost.latency_ms is not None and cost.latency_ms > 0 and cost.flops == cost_a.flops

@@ -23,13 +23,14 @@ from moohead.batching import dummy_inputs
 from moohead.encoder import load_encoder, truncate
 from moohead.export.bench import io_binding
 from moohead.export.config import ExportConfig
-from moohead.export.onnx_export import export_onnx
 from moohead.export.pipeline import export_run
-from moohead.export.runtime import OnnxClassifier, make_session
+from moohead.export.runtime import OnnxClassifier
 from moohead.export.validate import ParityError, logit_parity
 from moohead.fused import FusedModel
 from moohead.genome import baseline
 from moohead.heads import build_head
+from moohead.onnx_graph import export_onnx
+from moohead.ort_session import make_session
 from moohead.rundir import RunDir
 
 

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import require_packaged_encoder, save_tiny_encoder
@@ -87,6 +88,36 @@ def test_latency_is_a_positive_median(tiny_encoder_dir: Path) -> None:
     x = reference_inputs(a, 1, 16)
     assert measure_latency(a, x, warmup=1, runs=3) > 0
     assert all(v > 0 for v in measure_latency_interleaved([a, b], [x, x], warmup=1, runs=3))
+
+
+def test_ort_latency_times_the_exported_graph(
+    tiny_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ORT runtime times the graph export writes (same outputs as the model), one
+    session per model, in groups that bound memory."""
+    import moohead.measure
+    from moohead.ort_latency import ort_calls, ort_session
+
+    models = [_fused(str(tiny_encoder_dir), Genome(depth=d, pool="mean")) for d in (1, 2, 2, 1)]
+    x = reference_inputs(models[0], 1, 16)
+    session = ort_session(models[1], threads=1)
+    feeds = {n: t.numpy() for n, t in zip(models[1].input_names, x, strict=True)}
+    with torch.inference_mode():
+        expected = models[1](*x).numpy()
+    np.testing.assert_allclose(session.run(None, feeds)[0], expected, atol=1e-5)
+    assert np.array_equal(
+        ort_calls(models[1:2], [x], threads=1)[0]()[0], session.run(None, feeds)[0]
+    )
+    groups: list[int] = []
+    real = moohead.measure.time_interleaved
+    monkeypatch.setattr(moohead.measure, "ORT_GROUP", 3)
+    monkeypatch.setattr(
+        moohead.measure,
+        "time_interleaved",
+        lambda calls, *a: groups.append(len(calls)) or real(calls, *a),
+    )
+    ms = measure_latency_interleaved(models, [x] * 4, warmup=1, runs=3, runtime="ort", threads=1)
+    assert len(ms) == 4 and all(v > 0 for v in ms) and groups == [3, 1]
 
 
 @pytest.mark.integration

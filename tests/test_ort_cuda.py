@@ -13,8 +13,9 @@ from moohead.batching import dummy_inputs
 from moohead.export.bench import OrtRunner, bench
 from moohead.export.config import BenchConfig, ExportConfig
 from moohead.export.pipeline import export_run
-from moohead.export.runtime import OnnxClassifier, cuda_available, make_session, providers_for
+from moohead.export.runtime import OnnxClassifier
 from moohead.export.validate import ParityError
+from moohead.ort_session import cuda_available, make_session, providers_for
 
 pytestmark = [
     pytest.mark.gpu,

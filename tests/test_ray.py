@@ -39,10 +39,15 @@ def _archive(out: Path) -> list[tuple[str, float | None]]:
 def test_ray_gives_the_local_front(
     local_ray: None, tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path, fidelity: str
 ) -> None:
-    # One thread, as in the Ray tasks (one core each), so the numbers match.
-    local = run_search(
-        _cfg(tiny_encoder_dir, glue_dir, tmp_path / "local", fidelity=fidelity, threads=1)
-    )
+    import torch
+
+    threads = torch.get_num_threads()
+    try:  # one thread, as in the Ray tasks (one core each), so the numbers match
+        local = run_search(
+            _cfg(tiny_encoder_dir, glue_dir, tmp_path / "local", fidelity=fidelity, threads=1)
+        )
+    finally:
+        torch.set_num_threads(threads)  # the search fixes it for the process
     remote = run_search(
         _cfg(tiny_encoder_dir, glue_dir, tmp_path / "ray", fidelity=fidelity, executor="ray")
     )

@@ -305,10 +305,10 @@ def hand_built_model(encoder_dir: Path, out: Path, task: str, pair: str, num_lab
     import torch
 
     from moohead.encoder import load_encoder, truncate
-    from moohead.export.onnx_export import export_onnx
     from moohead.fused import FusedModel
     from moohead.genome import baseline
     from moohead.heads import build_head
+    from moohead.onnx_graph import export_onnx
 
     encoder, _, _ = load_encoder(str(encoder_dir))
     genome = replace(baseline(2), pair=pair, depth=2, pool="mean")

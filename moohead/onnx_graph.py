@@ -1,4 +1,5 @@
-"""Step one of two (as in optimum): trace the fused PyTorch model to an ONNX graph."""
+"""The fused PyTorch model as an ONNX graph: what ``moohead export`` writes (step one of two,
+as in optimum) and what the search times latency on with ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -25,8 +26,9 @@ def dynamic_axes(model: FusedModel) -> dict[str, dict[int, str]]:
     return axes
 
 
-def export_onnx(model: FusedModel, path: Path, opset: int = OPSET) -> None:
-    """Write ``model`` as ONNX with named inputs and dynamic batch and sequence axes.
+def export_onnx(model: FusedModel, path: Path | IO[bytes], opset: int = OPSET) -> None:
+    """Write ``model`` as ONNX with named inputs and dynamic batch and sequence axes, to a
+    file or a binary buffer (the search builds graphs in memory to time them).
 
     The TorchScript-based exporter is used: its graphs carry the operator patterns that
     ONNX Runtime's transformer optimiser fuses (attention, LayerNorm, GELU). The model is
@@ -34,13 +36,15 @@ def export_onnx(model: FusedModel, path: Path, opset: int = OPSET) -> None:
     the parity gate runs other batch sizes and lengths.
     """
     model = model.eval()
-    inputs = reference_inputs(model, batch=2, length=16)
+    device = str(next(model.parameters()).device)
+    inputs = reference_inputs(model, batch=2, length=16, device=device)
     with warnings.catch_warnings(), torch.no_grad(), eager_attention(model.encoder):
         warnings.simplefilter("ignore")  # tracer and deprecation chatter
         torch.onnx.export(
             model,
             inputs,
-            str(path),
+            # the TorchScript exporter writes to file objects too (its annotation says path)
+            path if not isinstance(path, Path) else str(path),  # type: ignore[arg-type]
             input_names=model.input_names,
             output_names=[OUTPUT],
             dynamic_axes=dynamic_axes(model),
