@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from common import RESULTS, ROOT
+from latency_runtime import table as latency_runtime_table
 from serve_load import table as serve_load_table
 
 README = ROOT / "benchmarks" / "README.md"
@@ -318,6 +319,7 @@ def main() -> None:
         ("finetune_cost", finetune_table),
         ("ray_overhead", ray_table),
         ("serve_load", serve_load_table),
+        ("latency_runtime", latency_runtime_table),
     )
     for name, render in renders:
         data = _load(name)

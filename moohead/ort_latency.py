@@ -2,7 +2,9 @@
 in memory and run by ONNX Runtime on the CPU or CUDA execution provider.
 
 Users deploy the ONNX graph, not PyTorch eager: its fused kernels (attention, LayerNorm,
-GELU) can rank two architectures differently from eager mode. ``measure.py`` times the
+GELU) can rank two architectures differently from eager mode. Sessions do not spin-wait
+between runs, so latencies are ORT's with ``session.intra_op.allow_spinning`` off: a little
+slower than one model served alone with spinning on, the same for every architecture. ``measure.py`` times the
 calls built here exactly as it times PyTorch models.
 """
 
@@ -25,7 +27,9 @@ def ort_session(model: FusedModel, threads: int | None) -> Any:
     buffer = io.BytesIO()
     export_onnx(model, buffer)
     device = next(model.parameters()).device.type
-    return make_session(buffer.getvalue(), providers_for(device), threads)
+    # No spin-waiting: several sessions are timed round-robin (see ``make_session``), and a
+    # model timed alone must measure like one timed among others.
+    return make_session(buffer.getvalue(), providers_for(device), threads, spin=False)
 
 
 def ort_calls(

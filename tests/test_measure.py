@@ -101,6 +101,9 @@ def test_ort_latency_times_the_exported_graph(
     models = [_fused(str(tiny_encoder_dir), Genome(depth=d, pool="mean")) for d in (1, 2, 2, 1)]
     x = reference_inputs(models[0], 1, 16)
     session = ort_session(models[1], threads=1)
+    # Sessions timed round-robin must not spin-wait (each would steal the next one's cores).
+    options = session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     feeds = {n: t.numpy() for n, t in zip(models[1].input_names, x, strict=True)}
     with torch.inference_mode():
         expected = models[1](*x).numpy()
