@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from moohead.config import (
+    CACHE_STORAGES,
     DEVICES,
     EXECUTORS,
     FIDELITIES,
@@ -96,6 +97,20 @@ def _objectives(ctx: click.Context, param: click.Parameter, value: str) -> tuple
     type=click.Path(path_type=Path),
     default=None,
     help=f"Feature cache [default: $MOOHEAD_CACHE_DIR or {default_cache_dir()}].",
+)
+@click.option(
+    "--cache-storage",
+    type=click.Choice(CACHE_STORAGES),
+    default=D.cache_storage,
+    show_default=True,
+    help="Token states in the feature cache: fp16, or int8 with one scale per token (half).",
+)
+@click.option(
+    "--cache-budget",
+    default=None,
+    metavar="SIZE",
+    help="Most disk the feature cache may take, e.g. 20G [default: half the free disk]. "
+    "When token states do not fit, token-level heads train on a stratified subset.",
 )
 @click.option(
     "--max-epochs", type=int, default=D.max_epochs, show_default=True, help="Epoch budget per head."

@@ -35,6 +35,13 @@ def front(run_dir: Path, as_json: bool) -> None:
             f"{doc.get('fidelity', 'frozen')} scores above",
             highlight=False,
         )
+    subset = (run.cache_plan() or {}).get("token_subset")
+    if subset:
+        console.print(
+            f"cache budget: token-level heads trained on {subset['rows']} of {subset['of']} "
+            f"{subset['split']} examples (stratified); pooled heads on all",
+            highlight=False,
+        )
     if doc.get("failed"):
         reasons = "; ".join(f"{n}x {why}" for why, n in (doc.get("failures") or {}).items())
         console.print(

@@ -17,6 +17,9 @@ EXECUTORS = ("local", "ray")
 LATENCY_RUNTIMES = ("ort", "torch")  # ONNX Runtime on the exported graph; PyTorch eager
 
 
+CACHE_STORAGES = ("fp16", "int8")  # token states in the feature cache (cache_store.STORAGES)
+
+
 def default_cache_dir() -> Path:
     """``$MOOHEAD_CACHE_DIR``, else ``~/.cache/moohead``."""
     env = os.environ.get("MOOHEAD_CACHE_DIR")
@@ -50,6 +53,10 @@ class SearchConfig:
         objectives: Subset of ``score``, ``flops``, ``latency`` (score is required).
         device: ``auto``, ``cpu`` or ``cuda``.
         cache_dir: Feature cache folder; None = ``default_cache_dir()``.
+        cache_storage: Token states in the cache: ``fp16``, or ``int8`` (one scale per token).
+        cache_budget: Most disk the run's feature caches may take (``20G``, ``512M``);
+            None = half the free disk. Token heads train on a stratified subset of
+            search-train when its token states do not fit (see ``cache_plan.py``).
         batch_size: Head training batch size.
         max_epochs: Epoch budget per head (early stopping may end sooner).
         patience: Epochs without search-stop improvement before stopping.
@@ -83,6 +90,8 @@ class SearchConfig:
     objectives: tuple[str, ...] = OBJECTIVES
     device: str = "auto"
     cache_dir: Path | None = None
+    cache_storage: str = "fp16"
+    cache_budget: str | None = None
     batch_size: int = 64
     max_epochs: int = 12
     patience: int = 3
@@ -132,6 +141,11 @@ class SearchConfig:
             (self.gpus_per_eval >= 0, f"--gpus-per-eval must be >= 0, got {self.gpus_per_eval}"),
             (self.max_epochs >= 1, f"--max-epochs must be at least 1, got {self.max_epochs}"),
             (self.patience >= 1, f"--patience must be at least 1, got {self.patience}"),
+            (
+                self.cache_storage in CACHE_STORAGES,
+                f"--cache-storage must be one of {', '.join(CACHE_STORAGES)}, "
+                f"got {self.cache_storage!r}",
+            ),
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
             (
                 self.latency_runtime in LATENCY_RUNTIMES,

@@ -21,22 +21,48 @@ HUB_DATASET = "nyu-mll/glue"
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where the examples of a split come from: a split as read, and their rows in it.
+
+    The feature cache is kept per source split (by name and content), so every subset of
+    it (``--max-train``, the search splits of any seed) reads the same cached rows.
+    """
+
+    name: str
+    fingerprint: str
+    rows: np.ndarray
+
+
+@dataclass(frozen=True)
 class Split:
     """Texts and labels of one split.
 
     Attributes:
         texts: One list of strings per text column of the task.
         labels: int64 class ids, or float32 scores for regression.
+        origin: The split it was read as and each example's row there; None for a split
+            built in memory (it is then its own source).
     """
 
     texts: tuple[list[str], ...]
     labels: np.ndarray
+    origin: Origin | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, indices: np.ndarray) -> Split:
-        return Split(tuple([col[i] for i in indices] for col in self.texts), self.labels[indices])
+        indices = np.asarray(indices, dtype=np.int64)
+        origin = self.origin
+        if origin is not None:
+            origin = Origin(origin.name, origin.fingerprint, origin.rows[indices])
+        texts = tuple([col[i] for i in indices] for col in self.texts)
+        return Split(texts, self.labels[indices], origin)
+
+    def with_origin(self, name: str) -> Split:
+        """This split as the source ``name``: every row its own, keyed by its content."""
+        rows = np.arange(len(self), dtype=np.int64)
+        return Split(self.texts, self.labels, Origin(name, self.fingerprint(), rows))
 
     def fingerprint(self) -> str:
         """A content hash of the texts, so caches follow the data, not the file name."""
@@ -217,4 +243,4 @@ def load_split(task: Task, split: str, data_dir: Path | None) -> Split:
         data = frame_to_split(task, read_table(path), where)
     if split == "train":
         check_classes(task, data, where)
-    return data
+    return data.with_origin(split)

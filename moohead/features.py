@@ -1,25 +1,27 @@
-"""Frozen-fidelity feature cache: one encoder pass, every layer's token states on disk.
+"""Frozen-fidelity features: one encoder pass per source row, cached on disk and shared.
 
-Layout of one cached *view* (a split encoded one way: the sentence, the joint pair, or
-one side of a pair for siamese heads)::
+The cache (``cache_store.py``) is kept per *source split* (the train or a validation
+split as read) and grows with what runs read: a split a run reads (``--max-train``'s
+sample, the search splits of any seed) is a list of source rows, and only rows no run
+has encoded before are encoded. It stores what a genome can read and nothing else:
 
-    <cache_dir>/<task>-<split>-<view>-<key>/
-        meta.json          written last: its presence marks a complete cache
-        offsets.npy        int64 [n]: first token row of example i
-        lengths.npy        int32 [n]: tokens of example i (no padding is stored)
-        state_XX.f16       float16 [total_tokens, hidden]: hidden state XX (0 = embeddings)
+- hidden states 1..L (a genome reads the last ``k`` of its first ``depth`` layers with
+  ``k <= depth``, so never the embeddings, state 0);
+- the joint view of a pair task, and each side (``a``, ``b``) only while two-sided heads
+  (siamese, cosine) are in the search space (``CacheConfig.siamese``);
+- per state, the cls, mean and max vectors, written once with the token states, so that
+  heads that pool with no token mixer never read tokens (``feature_store.PooledStore``);
+- token states in fp16, or int8 with one scale per token (``CacheConfig.storage``).
 
-Files are memory-mapped, so a genome pages in only the layers it reads. The key hashes the
-encoder, task, split, view, max length and the texts themselves.
+Files are memory-mapped, so a genome pages in only the layers it reads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import logging
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,134 +31,36 @@ import numpy as np
 import torch
 
 from moohead.batching import length_batches, pad
-from moohead.data import Split
+from moohead.cache_store import (
+    FORMAT_VERSION,
+    POOLS,
+    STORAGES,
+    ChunkMeta,
+    SourceCache,
+    cache_error,
+    pooled_file,
+    quantize,
+)
+from moohead.data import Origin, Split
 from moohead.encoder import EncoderInfo
+from moohead.errors import MooheadError
+from moohead.feature_store import FeatureStore, PooledStore, SplitFeatures
 from moohead.genome import Genome
 from moohead.tasks import Task
 
-FORMAT_VERSION = 1
+__all__ = [
+    "CacheConfig",
+    "FeatureStore",
+    "PooledStore",
+    "PrepareContext",
+    "SplitFeatures",
+    "cache_size_bytes",
+    "cached_split",
+    "read_views",
+    "views_for",
+]
 
-
-@dataclass
-class FeatureStore:
-    """One cached view of a split."""
-
-    path: Path
-    offsets: np.ndarray
-    lengths: np.ndarray
-    num_states: int
-    hidden: int
-    _states: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
-    _pooled: dict[tuple[int, str], np.ndarray] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def open(cls, path: Path) -> FeatureStore:
-        meta = json.loads((path / "meta.json").read_text())
-        return cls(
-            path=path,
-            offsets=np.load(path / "offsets.npy"),
-            lengths=np.load(path / "lengths.npy"),
-            num_states=int(meta["num_states"]),
-            hidden=int(meta["hidden"]),
-        )
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def state(self, index: int) -> np.ndarray:
-        """Memory-mapped rows of hidden state ``index`` (0 = embeddings, L = last layer)."""
-        if index not in self._states:
-            total = int(self.lengths.sum())
-            self._states[index] = np.memmap(
-                self.path / f"state_{index:02d}.f16",
-                dtype=np.float16,
-                mode="r",
-                shape=(total, self.hidden),
-            )
-        return self._states[index]
-
-    def release(self) -> None:
-        """Unmap the states and drop pooled vectors, so memory follows what one genome reads."""
-        self._states.clear()
-        self._pooled.clear()
-
-    def pooled(self, index: int, how: str) -> np.ndarray:
-        """``[n, hidden]`` float32 CLS vector or token mean of hidden state ``index``.
-
-        Computed on first use and kept until ``release``: heads that pool CLS or mean with
-        no token mixer train on these instead of on tokens (see ``frozen.inputs_for``).
-        """
-        key = (index, how)
-        if key not in self._pooled:
-            rows = self.state(index)
-            if how == "cls":
-                out = np.asarray(rows[self.offsets], dtype=np.float32)
-            elif how == "mean":
-                # Examples lie on disk in length order; reduceat needs ascending starts.
-                order = np.argsort(self.offsets)
-                sums = np.add.reduceat(rows, self.offsets[order], axis=0, dtype=np.float32)
-                out = np.empty_like(sums)
-                out[order] = sums / self.lengths[order, None].astype(np.float32)
-            else:
-                raise ValueError(f"no pooled fast path for {how!r}")
-            self._pooled[key] = out
-        return self._pooled[key]
-
-    def gather(self, indices: np.ndarray, states: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Padded batch of the given examples.
-
-        Returns:
-            ``([len(states), B, T, hidden] float32, [B, T] bool mask)``.
-        """
-        lengths = self.lengths[indices].astype(np.int64)
-        t_max = int(lengths.max())
-        pos = np.arange(t_max)
-        # One padded [B, T] row index per batch (padding repeats a real row, then is zeroed):
-        # a single fancy index per layer, several times faster than scattering by mask.
-        rows = self.offsets[indices][:, None] + np.minimum(pos[None, :], lengths[:, None] - 1)
-        mask = torch.from_numpy(pos[None, :] < lengths[:, None])
-        out = torch.stack(
-            [torch.from_numpy(np.asarray(self.state(s)[rows])).float() for s in states]
-        )
-        return out.masked_fill_(~mask.unsqueeze(-1), 0.0), mask
-
-
-class PooledStore:
-    """A view of a FeatureStore in which every example is one pooled "token".
-
-    For a head with no token mixer that pools CLS or mean, reading layers, mixing or
-    concatenating them and then pooling equals pooling each layer first (both are linear
-    per layer), so such a head trains on ``[k, B, 1, H]`` instead of all tokens.
-    """
-
-    def __init__(self, store: FeatureStore, how: str) -> None:
-        self.store = store
-        self.how = how
-        self.lengths = np.ones(len(store), dtype=np.int32)
-
-    def __len__(self) -> int:
-        return len(self.store)
-
-    def gather(self, indices: np.ndarray, states: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        pooled = np.stack([self.store.pooled(s, self.how)[indices] for s in states])
-        return torch.from_numpy(pooled[:, :, None, :]), torch.ones(
-            len(indices), 1, dtype=torch.bool
-        )
-
-
-@dataclass
-class SplitFeatures:
-    """The cached views of one split plus its labels."""
-
-    views: dict[str, FeatureStore]
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def release(self) -> None:
-        for store in self.views.values():
-            store.release()
+log = logging.getLogger(__name__)
 
 
 def views_for(task: Task) -> dict[str, tuple[int, ...]]:
@@ -170,23 +74,16 @@ def read_views(views: Any, genome: Genome) -> list[str]:
     """The views a genome reads: the sentence, the joint pair, or both sides (siamese)."""
     if "text" in views:
         return ["text"]
+    if genome.two_sided and "a" not in views:
+        raise MooheadError("a two-sided head needs each sentence cached (CacheConfig.siamese)")
     return ["a", "b"] if genome.two_sided else ["joint"]
 
 
-def cache_key(
-    info: EncoderInfo, task: Task, split_name: str, view: str, max_length: int, data: Split
-) -> str:
-    payload = json.dumps(
-        [
-            FORMAT_VERSION,
-            info.fingerprint,
-            task.name,
-            split_name,
-            view,
-            max_length,
-            data.fingerprint(),
-        ]
-    )
+def source_key(info: EncoderInfo, task: Task, origin: Origin, max_length: int, storage: str) -> str:
+    """The cache of a source split: encoder, task, the split's name and content, length and
+    storage; not the subset a run reads."""
+    fields = [FORMAT_VERSION, info.fingerprint, task.name, origin.name, origin.fingerprint]
+    payload = json.dumps([*fields, max_length, storage])
     return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
 
@@ -198,6 +95,12 @@ class CacheConfig:
     max_length: int = 128
     batch_size: int = 64
     device: str = "cpu"
+    storage: str = "fp16"  # token states: fp16, or int8 with one scale per token
+    siamese: bool = True  # cache each side of a pair (two-sided heads are in the space)
+
+    def __post_init__(self) -> None:
+        if self.storage not in STORAGES:
+            raise MooheadError(f"unknown cache storage {self.storage!r}; choose from {STORAGES}")
 
 
 ProgressFn = Callable[[int], None]
@@ -211,6 +114,8 @@ class PrepareContext:
     Attributes:
         progress: Called as ``progress(description, total)`` before a view is encoded;
             returns a callback that is given the number of examples done per batch.
+        token_rows: Split name -> the source rows whose token states are cached (the
+            disk budget's subset, ``cache_plan.py``); a split not named gets all.
     """
 
     encoder: Any
@@ -219,26 +124,38 @@ class PrepareContext:
     task: Task
     cache: CacheConfig
     progress: Callable[[str, int], ProgressFn] | None = None
+    token_rows: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def encode_view(
-    ctx: PrepareContext, texts: list[list[str]], out_dir: Path, progress: ProgressFn | None
-) -> None:
-    """Run the encoder once over ``texts`` and write every hidden state to ``out_dir``."""
+def encode_chunk(
+    ctx: PrepareContext,
+    texts: list[list[str]],
+    rows: np.ndarray,
+    out_dir: Path,
+    progress: ProgressFn | None,
+    with_tokens: bool = True,
+) -> ChunkMeta:
+    """Run the encoder once over ``texts`` (the examples at source ``rows``) and write their
+    pooled vectors and (``with_tokens``) token states of hidden states 1..L to ``out_dir``."""
     encoder, tokenizer, cfg = ctx.encoder, ctx.tokenizer, ctx.cache
     use_token_types = ctx.info.uses_token_type_ids
     enc = tokenizer(*texts, truncation=True, max_length=cfg.max_length)
     ids: list[list[int]] = enc["input_ids"]
     types: list[list[int]] | None = enc.get("token_type_ids") if use_token_types else None
-    n = len(ids)
     lengths = np.array([len(x) for x in ids], dtype=np.int32)
     batches = length_batches(lengths, cfg.batch_size)  # little compute is spent on padding
-    # Examples are written batch after batch, so their rows lie on disk in this order.
+    # Examples are written batch after batch: the chunk lists them in this order.
     order = np.concatenate([np.zeros(0, dtype=np.int64), *batches])
-    offsets = np.zeros(n, dtype=np.int64)
-    offsets[order] = np.concatenate([[0], np.cumsum(lengths[order])[:-1]])
-    num_states = encoder.config.num_hidden_layers + 1
-    files = [open(out_dir / f"state_{s:02d}.f16", "wb") for s in range(num_states)]  # noqa: SIM115
+    states = tuple(range(1, encoder.config.num_hidden_layers + 1))
+    int8 = cfg.storage == "int8"
+    names = []
+    for s in states:
+        if with_tokens:
+            names += [f"tokens_{s:02d}.{x}" for x in (("i8", "scale") if int8 else ("f16",))]
+        for how in POOLS:
+            names.append(pooled_file(s, how, cfg.storage)[0])
+            names += [pooled_file(s, how, cfg.storage)[0] + ".scale"] if int8 else []
+    files = {n: open(out_dir / n, "wb") for n in names}  # noqa: SIM115
     pad_id = tokenizer.pad_token_id or 0
     try:
         with torch.inference_mode():
@@ -251,58 +168,187 @@ def encode_view(
                 kwargs = {k: torch.from_numpy(v).to(cfg.device) for k, v in arrays.items()}
                 hidden = encoder(**kwargs, output_hidden_states=True).hidden_states
                 keep = kwargs["attention_mask"].bool()
-                for s, state in enumerate(hidden):
-                    files[s].write(state[keep].to(torch.float16).cpu().numpy().tobytes())
+                for s in states:
+                    write_state(files, s, hidden[s], keep, cfg.storage, with_tokens)
                 if progress is not None:
                     progress(len(batch))
     finally:
-        for f in files:
+        for f in files.values():
             f.close()
-    np.save(out_dir / "offsets.npy", offsets)
-    np.save(out_dir / "lengths.npy", lengths)
+    written = lengths[order]
+    np.save(out_dir / "rows.npy", rows[order].astype(np.int64))
+    np.save(out_dir / "lengths.npy", written)
+    if with_tokens:
+        offsets = np.concatenate([[0], np.cumsum(written)[:-1]]).astype(np.int64)
+        np.save(out_dir / "offsets.npy", offsets)
+    return ChunkMeta(
+        rows=len(rows),
+        tokens=int(lengths.sum()) if with_tokens else 0,
+        has_tokens=with_tokens,
+        states=states,
+        hidden=ctx.info.hidden_size,
+        storage=cfg.storage,
+    )
+
+
+def write_state(
+    files: dict[str, Any],
+    s: int,
+    state: torch.Tensor,
+    keep: torch.Tensor,
+    storage: str,
+    with_tokens: bool = True,
+) -> None:
+    """Append one batch of hidden state ``s`` (``[B, T, H]``, ``keep`` its mask) to the files."""
+
+    def put(name: str, x: torch.Tensor) -> None:
+        files[name].write(x.contiguous().cpu().numpy().tobytes())
+
+    # fp16 storage pools the fp16 states a token head reads, so both paths see one number.
+    src = state.float() if storage == "int8" else state.to(torch.float16).float()
+    m = keep.unsqueeze(-1)
+    pooled = {
+        "cls": src[:, 0],
+        "mean": (src * m).sum(1) / m.sum(1).to(src.dtype),
+        "max": src.masked_fill(~m, float("-inf")).amax(1),
+    }
+    if storage == "int8":
+        if with_tokens:
+            q, scale = quantize(state[keep])
+            put(f"tokens_{s:02d}.i8", q)
+            put(f"tokens_{s:02d}.scale", scale)
+        for how, x in pooled.items():
+            name = pooled_file(s, how, storage)[0]
+            q, scale = quantize(x)
+            put(name, q)
+            put(name + ".scale", scale)
+    else:
+        if with_tokens:
+            put(f"tokens_{s:02d}.f16", state[keep].to(torch.float16))
+        for how, x in pooled.items():
+            name, dtype = pooled_file(s, how, storage)
+            put(name, x.to(torch.float32 if dtype == "float32" else torch.float16))
+
+
+def cache_views(task: Task, cfg: CacheConfig) -> dict[str, tuple[int, ...]]:
+    """The views cached for a task: each side of a pair only when ``cfg.siamese``."""
+    views = views_for(task)
+    return {k: v for k, v in views.items() if cfg.siamese or k not in ("a", "b")}
+
+
+def source_cache(ctx: PrepareContext, origin: Origin) -> SourceCache:
+    """The cache folder of a source split."""
+    cfg = ctx.cache
+    key = source_key(ctx.info, ctx.task, origin, cfg.max_length, cfg.storage)
+    describe = {
+        "encoder": ctx.info.name,
+        "encoder_fingerprint": ctx.info.fingerprint,
+        "task": ctx.task.name,
+        "split": origin.name,
+        "split_fingerprint": origin.fingerprint,
+        "max_length": cfg.max_length,
+        "storage": cfg.storage,
+    }
+    return SourceCache(cfg.cache_dir / f"{ctx.task.name}-{origin.name}-{key}", describe)
+
+
+def _missing(chunks: list[Any], need: np.ndarray) -> np.ndarray:
+    """The rows of ``need`` (sorted, unique) that no chunk holds."""
+    have = [np.load(c.path / "rows.npy") for c in chunks]
+    return need[~np.isin(need, np.concatenate([np.zeros(0, np.int64), *have]))]
+
+
+def _checked_chunks(source: SourceCache, view: str) -> list[Any]:
+    """The complete chunks of a view; damaged ones are dropped first (one line each)."""
+    chunks, bad = source.chunks(view)
+    if bad:
+        with source.lock():
+            source.repair(view)
+        for line in source.repairs:
+            log.warning("%s (its rows are encoded again)", line)
+        source.repairs.clear()
+        chunks, bad = source.chunks(view)
+        if bad:
+            raise MooheadError(f"feature cache {source.root} is damaged: {bad[0]}")
+    return chunks
+
+
+def _todo(chunks: list[Any], need: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows to encode with token states, rows to encode as pooled vectors only)."""
+    with_tokens = _missing([c for c in chunks if c.meta.has_tokens], tokens)
+    return with_tokens, np.setdiff1d(_missing(chunks, need), with_tokens)
+
+
+def grow_view(
+    ctx: PrepareContext,
+    source: SourceCache,
+    view: str,
+    texts: list[list[str]],
+    rows: np.ndarray,
+    label: str,
+    token_rows: np.ndarray | None = None,
+) -> FeatureStore:
+    """The store of ``rows`` (source rows; ``texts`` their view's columns), encoding the
+    rows the cache does not hold yet under the folder's lock.
+
+    Args:
+        token_rows: Source rows whose token states are needed; None: all of ``rows``. The
+            others get pooled vectors only.
+    """
+    need = np.unique(rows)
+    tokens = need if token_rows is None else np.intersect1d(need, token_rows)
+    chunks = _checked_chunks(source, view)
+    if any(len(t) for t in _todo(chunks, need, tokens)):
+        with source.lock():  # another run may have grown it meanwhile: look again
+            chunks = _checked_chunks(source, view)
+            order = np.argsort(rows, kind="stable")
+            for missing, with_tokens in zip(
+                _todo(chunks, need, tokens), (True, False), strict=True
+            ):
+                if not len(missing):
+                    continue
+                pos = order[np.searchsorted(rows[order], missing)]
+                what = label if with_tokens else f"{label} (pooled)"
+                tick = ctx.progress(what, len(missing)) if ctx.progress else None
+                tmp = source.temp_chunk(view)
+                try:
+                    col = [[t[i] for i in pos] for t in texts]
+                    meta = encode_chunk(ctx, col, missing, tmp, tick, with_tokens)
+                    chunks.append(source.commit(view, tmp, meta))
+                except OSError as exc:
+                    raise cache_error(source.root, exc) from exc
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+    return FeatureStore.open(source.root, view, rows, chunks)
 
 
 def cached_split(ctx: PrepareContext, split_name: str, data: Split) -> SplitFeatures:
-    """Features of every view of a split: from the cache, or computed once and cached."""
-    info, task, cfg, progress = ctx.info, ctx.task, ctx.cache, ctx.progress
-    views: dict[str, FeatureStore] = {}
-    cfg.cache_dir.mkdir(parents=True, exist_ok=True)
-    for view, columns in views_for(task).items():
-        key = cache_key(info, task, split_name, view, cfg.max_length, data)
-        path = cfg.cache_dir / f"{task.name}-{split_name}-{view}-{key}"
-        if not (path / "meta.json").is_file():
-            # Build in a temporary sibling and rename: a crash never leaves a half cache.
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=cfg.cache_dir))
-            try:
-                tick = progress(f"{split_name}/{view}", len(data)) if progress else None
-                texts = [data.texts[c] for c in columns]
-                encode_view(ctx, texts, tmp, tick)
-                meta = {
-                    "format": FORMAT_VERSION,
-                    "encoder": info.name,
-                    "task": task.name,
-                    "split": split_name,
-                    "view": view,
-                    "max_length": cfg.max_length,
-                    "examples": len(data),
-                    "num_states": ctx.encoder.config.num_hidden_layers + 1,
-                    "hidden": info.hidden_size,
-                }
-                (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-                if path.exists():  # an incomplete leftover with no meta.json
-                    shutil.rmtree(path)
-                os.replace(tmp, path)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-        views[view] = FeatureStore.open(path)
+    """Features of every cached view of a split: read from its source split's cache, the
+    rows no run has encoded yet encoded once and added to it."""
+    origin = data.origin or data.with_origin(split_name).origin
+    assert origin is not None
+    try:
+        ctx.cache.cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise cache_error(ctx.cache.cache_dir, exc) from exc
+    source = source_cache(ctx, origin)
+    token_rows = ctx.token_rows.get(split_name)
+    views = {
+        view: grow_view(
+            ctx,
+            source,
+            view,
+            [data.texts[c] for c in columns],
+            origin.rows,
+            f"{split_name}/{view}",
+            token_rows,
+        )
+        for view, columns in cache_views(ctx.task, ctx.cache).items()
+    }
     return SplitFeatures(views, data.labels)
 
 
 def cache_size_bytes(features: list[SplitFeatures]) -> int:
-    """Bytes on disk of the given cached splits."""
-    total = 0
-    for sf in features:
-        for store in sf.views.values():
-            total += sum(f.stat().st_size for f in store.path.iterdir())
-    return total
+    """Bytes on disk of the source caches the given splits read (each counted once)."""
+    roots = {store.root for sf in features for store in sf.views.values()}
+    return sum(SourceCache(root).nbytes() for root in roots)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,15 +12,8 @@ import torch
 from torch import nn
 
 from moohead.data import Split
-from moohead.features import (
-    FeatureStore,
-    PooledStore,
-    PrepareContext,
-    SplitFeatures,
-    cache_size_bytes,
-    cached_split,
-    read_views,
-)
+from moohead.feature_store import FeatureStore, PooledStore, SplitFeatures
+from moohead.features import PrepareContext, cache_size_bytes, cached_split, read_views
 from moohead.fidelity import SearchData
 from moohead.fused import FusedModel
 from moohead.genome import Genome
@@ -36,17 +28,26 @@ def read_states(genome: Genome) -> list[int]:
 
 
 Store = FeatureStore | PooledStore
-POOLED_FAST_PATH = ("cls", "mean")
+
+
+def reads_pooled(genome: Genome) -> bool:
+    """Whether a head trains on pre-pooled vectors: no token mixer, and a pool that commutes
+    with reading the layers (cls, mean, cls+mean; max unless the layers are mixed)."""
+    if genome.mixer != "none":
+        return False
+    return genome.pool in ("cls", "mean", "cls+mean") or (
+        genome.pool == "max" and genome.layers != "mix"
+    )
 
 
 def inputs_for(features: SplitFeatures, genome: Genome) -> list[Store]:
     """The stores a genome's head reads: the sentence (or joint pair), or both sides.
 
-    Heads with no mixer that pool CLS or mean read pre-pooled per-layer vectors: the same
-    numbers, a small fraction of the work.
+    Heads that ``reads_pooled`` read pre-pooled per-layer vectors: the same numbers, a
+    small fraction of the work, and no token state is read.
     """
     stores: list[Store] = [features.views[n] for n in read_views(features.views, genome)]
-    if genome.mixer == "none" and genome.pool in POOLED_FAST_PATH:
+    if reads_pooled(genome):
         return [PooledStore(s, genome.pool) for s in stores if isinstance(s, FeatureStore)]
     return stores
 
@@ -62,6 +63,15 @@ def head_inputs(
     return out
 
 
+def run_head(
+    head: Head, stores: list[Store], genome: Genome, indices: np.ndarray, device: str
+) -> torch.Tensor:
+    """The head's outputs for a batch, on token states or on pre-pooled vectors."""
+    pooled = bool(stores) and isinstance(stores[0], PooledStore)
+    out: torch.Tensor = head(*head_inputs(stores, genome, indices, device), pooled=pooled)
+    return out
+
+
 def example_lengths(stores: list[Store]) -> np.ndarray:
     return np.sum([s.lengths.astype(np.int64) for s in stores], axis=0)
 
@@ -74,7 +84,7 @@ def predict(head: Head, features: SplitFeatures, genome: Genome, cfg: TrainConfi
         return in_length_order(
             example_lengths(stores),
             cfg.eval_batch_size,
-            lambda batch: head(*head_inputs(stores, genome, batch, cfg.device)),
+            lambda batch: run_head(head, stores, genome, batch, cfg.device),
         )
 
 
@@ -101,13 +111,19 @@ class FrozenJob:
         return example_lengths(self.stores)
 
     def forward(self, batch: np.ndarray) -> torch.Tensor:
-        out: torch.Tensor = self.head(
-            *head_inputs(self.stores, self.genome, batch, self.cfg.device)
-        )
-        return out
+        return run_head(self.head, self.stores, self.genome, batch, self.cfg.device)
 
     def predict_stop(self) -> np.ndarray:
         return predict(self.head, self.stop, self.genome, self.cfg)
+
+
+def training_rows(train: SplitFeatures, genome: Genome) -> SplitFeatures:
+    """The examples a head trains on: all of them, except for a token-level head when the
+    cache budget kept token states of a subset only (``cache_plan.py``)."""
+    if reads_pooled(genome):
+        return train
+    have = train.token_positions()
+    return train if len(have) == len(train) else train.subset(have)
 
 
 def train_head(genome: Genome, data: SearchData, cfg: TrainConfig, seed: int) -> TrainResult:
@@ -121,8 +137,9 @@ def train_head(genome: Genome, data: SearchData, cfg: TrainConfig, seed: int) ->
     torch.manual_seed(seed)  # head init and dropout
     rng = np.random.default_rng(seed)  # batch order
     head = build_head(genome, data.info.hidden_size, data.task.num_labels).to(cfg.device)
-    job = FrozenJob(genome, head, data.train, data.stop, cfg)
-    epochs = fit(job, data.task, data.train.labels, data.stop.labels, cfg, rng)
+    train = training_rows(data.train, genome)
+    job = FrozenJob(genome, head, train, data.stop, cfg)
+    epochs = fit(job, data.task, train.labels, data.stop.labels, cfg, rng)
     metrics = compute_metrics(data.task, predict(head, data.val, genome, cfg), data.val.labels)
     return TrainResult(head, metrics, epochs, time.perf_counter() - start)
 
@@ -156,8 +173,8 @@ class FrozenFidelity:
 
     def ship(self, split: SplitFeatures, put: Callable[[Any], Any]) -> dict[str, Any]:
         # Workers open the cache's files (a shared filesystem on a multi-node cluster).
-        return {"paths": {k: str(s.path) for k, s in split.views.items()}, "labels": split.labels}
+        return {"views": {k: s.spec() for k, s in split.views.items()}, "labels": split.labels}
 
     def receive(self, spec: dict[str, Any]) -> SplitFeatures:
-        views = {k: FeatureStore.open(Path(p)) for k, p in spec["paths"].items()}
+        views = {k: FeatureStore.from_spec(v) for k, v in spec["views"].items()}
         return SplitFeatures(views, np.asarray(spec["labels"]))

@@ -256,10 +256,13 @@ class Head(nn.Module):
         pooled = pair_width(genome.pair, pool_width(genome.pool, dim))
         self.mlp = MLP(genome, pooled, hidden, num_labels)
 
-    def embed(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def embed(self, states: torch.Tensor, mask: torch.Tensor, pooled: bool = False) -> torch.Tensor:
         x = self.reader(states)
-        pooled = self.pool(self.mixer(x, mask), mask)
-        return F.normalize(pooled, dim=-1) if self.genome.normalize else pooled
+        # Pre-pooled input (frozen fidelity, no mixer): [k, B, pieces, H], each piece a part
+        # of the pool (cls+mean: cls, mean) computed per layer; the reader works per piece,
+        # so the pool is their concatenation.
+        out = x.flatten(1) if pooled else self.pool(self.mixer(x, mask), mask)
+        return F.normalize(out, dim=-1) if self.genome.normalize else out
 
     def forward(
         self,
@@ -267,12 +270,15 @@ class Head(nn.Module):
         mask: torch.Tensor,
         states_b: torch.Tensor | None = None,
         mask_b: torch.Tensor | None = None,
+        pooled: bool = False,
     ) -> torch.Tensor:
-        u = self.embed(states, mask)
+        """Outputs for ``[k, B, T, H]`` states and ``[B, T]`` masks (``pooled``: for
+        ``[k, B, pieces, H]`` pre-pooled vectors, see ``embed``)."""
+        u = self.embed(states, mask, pooled)
         if self.siamese:
             if states_b is None or mask_b is None:
                 raise ValueError("a siamese head needs the states of both sentences")
-            v = self.embed(states_b, mask_b)
+            v = self.embed(states_b, mask_b, pooled)
             if self.genome.pair == "cosine":
                 u = F.cosine_similarity(u, v, dim=-1).unsqueeze(-1)
             else:

@@ -167,6 +167,14 @@ class RunDir:
         except MooheadError:
             return None
 
+    def cache_plan(self) -> dict[str, Any] | None:
+        """The feature cache's budget and token subset the run recorded; None when it
+        recorded none (or config.json cannot be read: the front is shown all the same)."""
+        try:
+            return self.read_config().get("cache")
+        except MooheadError:
+            return None
+
     def write_config(self, doc: dict[str, Any]) -> None:
         atomic_write_json(self.path / CONFIG, doc)
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from moohead.cache_plan import CachePlan, default_budget, parse_size, plan_cache
 from moohead.config import SearchConfig, deterministic_cuda, resolve_device
 from moohead.data import load_split, resolve_task
 from moohead.encoder import check_max_length, load_encoder, resolve_model
@@ -38,6 +39,7 @@ class Workspace:
     identity: dict[str, Any]
     native: NativePooling
     timing: dict[str, Any]  # machine, device and threads latencies are measured with
+    cache_plan: dict[str, Any] | None = None  # the cache's budget and token subset (frozen)
 
     def summary(self) -> dict[str, Any]:
         """What the run's config records besides the config itself."""
@@ -57,6 +59,7 @@ class Workspace:
             "versions": package_versions(),
             "cache_seconds": round(self.cache_seconds, 2),
             "cache_bytes": self.cache_bytes,
+            "cache": self.cache_plan,
         }
 
     def train_config(self) -> TrainConfig:
@@ -79,6 +82,23 @@ def space_signature(num_layers: int, is_pair: bool) -> dict[str, Any]:
         name: [type(var).__name__, getattr(var, "bounds", None), getattr(var, "options", None)]
         for name, var in search_space(num_layers, is_pair).items()
     }
+
+
+def plan_frozen_cache(cfg: SearchConfig, ctx: PrepareContext, splits: dict[str, Any]) -> CachePlan:
+    """The feature cache's plan within ``--cache-budget`` (default: half the free disk)."""
+    budget = parse_size(cfg.cache_budget) if cfg.cache_budget else default_budget(cfg.features_dir)
+    return plan_cache(ctx, splits, budget, ctx.task.is_regression, cfg.seed)
+
+
+def cache_identity(cfg: SearchConfig, plan: CachePlan | None) -> dict[str, Any]:
+    """What of the cache changes scores, where it differs from the default: int8 storage,
+    and the token subset of a bounded budget (a resume must train on the same rows)."""
+    out: dict[str, Any] = {}
+    if cfg.cache_storage != "fp16":
+        out["cache_storage"] = cfg.cache_storage
+    if plan is not None and plan.train_subset is not None:
+        out["token_subset"] = list(plan.train_subset)
+    return out
 
 
 def prepare(
@@ -111,6 +131,15 @@ def prepare(
     encoder, tokenizer, info = load_encoder(cfg.model)
     check_max_length(cfg.max_length, encoder.config)
     native = native_pooling(resolve_model(cfg.model))
+    fidelity = get_fidelity(cfg.fidelity)
+    cache = CacheConfig(cfg.features_dir, cfg.max_length, device=device, storage=cfg.cache_storage)
+    ctx = PrepareContext(encoder, tokenizer, info, task, cache, progress)
+    # The disk budget is planned before any encoder pass; a budget too small is refused.
+    plan = (
+        plan_frozen_cache(cfg, ctx, cut.named() | validation) if fidelity.name == "frozen" else None
+    )
+    if plan is not None:
+        ctx.token_rows = plan.token_rows
     ident = identity(
         cfg.to_dict(),
         {
@@ -120,16 +149,14 @@ def prepare(
             },
             "space": space_signature(info.num_layers, task.is_pair),
             "native_pooling": [native.pool, native.normalize],
-        },
+        }
+        | cache_identity(cfg, plan),
     )
     if check is not None:
         check(ident, timing)
     encoder.to(device)
 
     t0 = time.perf_counter()
-    fidelity = get_fidelity(cfg.fidelity)
-    cache = CacheConfig(cfg.features_dir, cfg.max_length, device=device)
-    ctx = PrepareContext(encoder, tokenizer, info, task, cache, progress)
     data = prepare_search_data(fidelity, ctx, cut)
     valid_s = {name: fidelity.prepare(ctx, name, split) for name, split in validation.items()}
     seconds = time.perf_counter() - t0
@@ -141,6 +168,7 @@ def prepare(
         validation=valid_s,
         cache_seconds=seconds,
         cache_bytes=fidelity.disk_bytes([*data.splits(), *valid_s.values()]),
+        cache_plan=None if plan is None else plan.describe(),
         identity=ident,
         native=native,
         timing=timing,

@@ -8,7 +8,7 @@ from moohead.data import load_split
 from moohead.encoder import EncoderInfo, load_encoder
 from moohead.features import CacheConfig, PooledStore, PrepareContext, SplitFeatures, cached_split
 from moohead.fidelity import SearchData
-from moohead.frozen import head_inputs, inputs_for, predict, read_states, train_head
+from moohead.frozen import head_inputs, inputs_for, predict, read_states, run_head, train_head
 from moohead.genome import Genome
 from moohead.heads import build_head
 from moohead.metrics import compute_metrics
@@ -44,12 +44,15 @@ def _data(
         Genome(depth=2, layers="mix", k=2, pool="mean", mlp_layers=1),
         Genome(depth=2, layers="concat", k=2, pool="cls"),
         Genome(depth=1, pool="mean", mlp_layers=2, width=0.5),
+        Genome(depth=2, layers="concat", k=2, pool="max", normalize=True),
+        Genome(depth=2, layers="mix", k=2, pool="cls+mean", mlp_layers=1),
     ],
 )
 def test_pooled_fast_path_computes_the_same_head(
     features: dict[str, SplitFeatures], genome: Genome
 ) -> None:
-    """Heads with no mixer and CLS/mean pooling train on pre-pooled layers: same outputs."""
+    """Heads with no mixer that pool cls, mean, cls+mean (or max of unmixed layers) train
+    on pre-pooled layers: same outputs, no token state read."""
     val = features["validation"]
     stores = inputs_for(val, genome)
     assert all(isinstance(s, PooledStore) for s in stores)
@@ -57,14 +60,18 @@ def test_pooled_fast_path_computes_the_same_head(
     head = build_head(genome, 32, 2).eval()
     idx = np.arange(len(val))
     with torch.no_grad():
-        fast = head(*head_inputs(stores, genome, idx, "cpu"))
+        fast = run_head(head, stores, genome, idx, "cpu")
         tokens = head(*head_inputs([val.views["text"]], genome, idx, "cpu"))
     torch.testing.assert_close(fast, tokens, atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(predict(head, val, genome, TrainConfig()), tokens.numpy(), atol=1e-5)
 
 
 def test_token_heads_read_tokens(features: dict[str, SplitFeatures]) -> None:
-    for g in (Genome(depth=2, pool="max"), Genome(depth=2, pool="mean", mixer="conv3")):
+    for g in (
+        Genome(depth=2, layers="mix", k=2, pool="max"),
+        Genome(depth=2, pool="attention"),
+        Genome(depth=2, pool="mean", mixer="conv3"),
+    ):
         assert not isinstance(inputs_for(features["train"], g)[0], PooledStore)
     assert read_states(Genome(depth=4, layers="mix", k=3)) == [2, 3, 4]
 
