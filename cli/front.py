@@ -35,7 +35,7 @@ def front(run_dir: Path, as_json: bool) -> None:
             f"{doc.get('fidelity', 'frozen')} scores above",
             highlight=False,
         )
-    subset = (run.cache_plan() or {}).get("token_subset")
+    subset = (run.stored("cache") or {}).get("token_subset")
     if subset:
         console.print(
             f"cache budget: token-level heads trained on {subset['rows']} of {subset['of']} "

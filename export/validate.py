@@ -193,15 +193,15 @@ class ValidationRun:
             name: search_token_feeds(search_tokenizer, model, task, s, encoder.max_length)
             for name, s in splits.items()
         }
-        search_outputs = {
-            name: split_outputs(b, lambda f: run_torch(model, f)) for name, b in searched.items()
-        }
-        search_tokens = {
-            "score": cls._metrics(task, splits, search_outputs)["score"],
-            "examples_tokenised_differently": sum(
-                tokens_differ(batches[n], searched[n]) for n in splits
-            ),
-        }
+        differ = sum(tokens_differ(batches[n], searched[n]) for n in splits)
+        search_score = metrics["score"]  # the same ids: PyTorch's score on them is known
+        if differ:
+            search_outputs = {
+                name: split_outputs(b, lambda f: run_torch(model, f))
+                for name, b in searched.items()
+            }
+            search_score = cls._metrics(task, splits, search_outputs)["score"]
+        search_tokens = {"score": search_score, "examples_tokenised_differently": differ}
         return cls(
             task, encoder.max_length, splits, batches, outputs, metrics, search_tokens, recorded
         )

@@ -151,27 +151,14 @@ class RunDir:
             raise MooheadError(f"{path} is corrupted ({exc}); {fix}") from exc
         return dict(doc)
 
-    def stored_identity(self) -> dict[str, Any] | None:
-        """The identity of the search this run holds; None when config.json is missing or
-        damaged (a resume then refuses)."""
+    def stored(self, key: str) -> dict[str, Any] | None:
+        """A section of the run's config.json: ``identity`` (what a resume must match),
+        ``timing`` (where latencies were measured), ``cache`` (the feature cache's budget
+        and token subset). None when the run recorded none, or config.json is missing or
+        damaged: a resume then refuses, and ``moohead front`` shows the front all the same.
+        """
         try:
-            return self.read_config().get("identity")
-        except MooheadError:
-            return None
-
-    def stored_timing(self) -> dict[str, Any] | None:
-        """The machine, device and threads the run's latencies were measured with; None
-        when it does not say (a resume then refuses to mix latencies)."""
-        try:
-            return self.read_config().get("timing")
-        except MooheadError:
-            return None
-
-    def cache_plan(self) -> dict[str, Any] | None:
-        """The feature cache's budget and token subset the run recorded; None when it
-        recorded none (or config.json cannot be read: the front is shown all the same)."""
-        try:
-            return self.read_config().get("cache")
+            return self.read_config().get(key)
         except MooheadError:
             return None
 

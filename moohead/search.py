@@ -58,13 +58,13 @@ def run_search(
 
 def _run_locked(cfg: SearchConfig, run: RunDir, rep: Reporter) -> dict[str, Any]:
     resume = run.archive.exists()
-    stored = run.stored_identity() if resume else None
+    stored = run.stored("identity") if resume else None
 
     def check(ident: dict[str, Any], timing: dict[str, Any]) -> None:
         if resume:
             check_identity(cfg.out, stored, ident)
             if "latency" in cfg.objectives and not cfg.retime:
-                check_timing(cfg.out, run.stored_timing(), timing)
+                check_timing(cfg.out, run.stored("timing"), timing)
 
     ws = prepare(cfg, rep.cache, check)  # validates cfg first
     if ws.cache_bytes:
