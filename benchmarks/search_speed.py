@@ -4,7 +4,9 @@
    examples, same tokenisation, length-sorted batches of 64) against the cache pass,
    which also keeps every hidden state and writes them to disk.
 2. Throughput: a search on those cached features (default objectives: score, FLOPs,
-   latency); evaluations per hour of search time, cache time excluded.
+   latency); evaluations per hour of search time, cache time excluded; once with each
+   generation's heads trained one by one (``alone``) and once together (whole-generation
+   training, the default), which must give the same archive.
 3. Memory: peak RSS of a real ``moohead evolve`` process on the whole SST-2 training set
    (67k sentences), and the size of its feature cache on disk.
 
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 from common import RESULTS, glue_dir, write_result
 
+from moohead import frozen
 from moohead.config import SearchConfig
 from moohead.data import load_split
 from moohead.encoder import load_encoder
@@ -35,6 +38,8 @@ from moohead.features import CacheConfig, PrepareContext, cache_size_bytes, cach
 from moohead.search import run_search
 from moohead.splits import search_splits
 from moohead.tasks import GLUE_TASKS
+
+PLAN_GROUPS = frozen.plan_groups
 
 
 def plain_pass(
@@ -78,7 +83,20 @@ def cache_cost(max_train: int, max_length: int, cache_dir: Path) -> dict[str, An
     }
 
 
-def throughput(args: argparse.Namespace, cache_dir: Path, out: Path) -> dict[str, Any]:
+def one_by_one(
+    genomes: list[Any], data: Any, cfg: Any, limit: int | None = None
+) -> list[list[int]]:
+    """The plan of training each genome alone (before whole-generation training)."""
+    return [[i] for i in range(len(genomes))]
+
+
+def throughput(
+    args: argparse.Namespace, cache_dir: Path, out: Path, mode: str = "together"
+) -> dict[str, Any]:
+    """A search's evaluations per hour, training each generation's heads together (the
+    default) or ``alone``, one after another as before whole-generation training."""
+    if mode == "alone":
+        frozen.plan_groups = one_by_one  # type: ignore[assignment]
     cfg = SearchConfig(
         task="sst2",
         data_dir=glue_dir(),
@@ -91,11 +109,16 @@ def throughput(args: argparse.Namespace, cache_dir: Path, out: Path) -> dict[str
         cache_dir=cache_dir,
     )
     t0 = time.perf_counter()
-    doc = run_search(cfg)
+    try:
+        doc = run_search(cfg)
+    finally:
+        frozen.plan_groups = PLAN_GROUPS  # type: ignore[assignment]
     total = time.perf_counter() - t0
     records = [json.loads(x) for x in (out / "archive.jsonl").read_text().splitlines()]
     search_seconds = total - doc["cache_seconds"]
     return {
+        "mode": mode,
+        "scores": [r["score"] for r in records],
         "population": args.population,
         "generations": args.generations,
         "evaluations": len(records),
@@ -143,6 +166,11 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=8000)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument(
+        "--modes",
+        default="alone,together",
+        help="alone: heads train one by one; together: whole-generation training",
+    )
+    parser.add_argument(
         "--parts",
         default="cache,search,memory",
         help="which measurements to (re)run; others are kept",
@@ -158,7 +186,14 @@ def main() -> None:
         if "cache" in parts or "search" in parts:
             result["cache"] = cache_cost(args.max_train, args.max_length, work / "cache")
         if "search" in parts:
-            result["search"] = throughput(args, work / "cache", work / "run")
+            runs = {
+                m: throughput(args, work / "cache", work / f"run-{m}", m)
+                for m in args.modes.split(",")
+            }
+            scores = [r.pop("scores") for r in runs.values()]
+            result["search_modes"] = runs
+            result["same_results"] = all(s == scores[0] for s in scores)
+            result["search"] = runs.get("together", next(iter(runs.values())))
         if "memory" in parts:
             result["memory_full_sst2"] = memory(args, work / "cache-full", work / "run-full")
         write_result("search_speed", result)

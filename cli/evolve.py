@@ -18,6 +18,8 @@ from moohead.config import (
     SearchConfig,
     default_cache_dir,
     default_data_dir,
+    parse_budgets,
+    show_budgets,
 )
 
 D = SearchConfig()  # every default below is the config's own
@@ -172,6 +174,15 @@ def _objectives(ctx: click.Context, param: click.Parameter, value: str) -> tuple
     default=None,
     help="CPU threads for training and timing, fixed and recorded "
     "[default: $OMP_NUM_THREADS, else the cores].",
+)
+@click.option(
+    "--budgets",
+    default=show_budgets(D.budgets),
+    show_default=True,
+    callback=lambda ctx, param, value: parse_budgets(value),
+    help="Successive halving: each generation's new heads train to the first share of the "
+    "data-times-epochs budget, the best by non-dominated rank go on to the next, e.g. "
+    "1/9,1/3,1 (1: every head at the full budget).",
 )
 @click.option(
     "--retime",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,38 @@ LATENCY_RUNTIMES = ("ort", "torch")  # ONNX Runtime on the exported graph; PyTor
 
 
 CACHE_STORAGES = ("fp16", "int8")  # token states in the feature cache (cache_store.STORAGES)
+
+
+BUDGETS_USAGE = "--budgets takes increasing fractions in (0, 1] ending at 1, e.g. 1/9,1/3,1"
+
+
+def parse_budgets(text: str) -> tuple[float, ...]:
+    """``"1/9,1/3,1"`` -> ``(0.111..., 0.333..., 1.0)``.
+
+    Raises:
+        MooheadError: unless they are fractions in (0, 1], increasing, ending at 1.
+    """
+    try:
+        values = [Fraction(part.strip()) for part in text.split(",")]
+    except (ValueError, ZeroDivisionError):
+        raise MooheadError(f"{BUDGETS_USAGE}; got {text!r}") from None
+    check_budgets(values, text)
+    return tuple(float(v) for v in values)
+
+
+def check_budgets(values: Sequence[float | Fraction], text: str) -> None:
+    """Raise MooheadError unless ``values`` are increasing, in (0, 1] and end at 1."""
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise MooheadError(f"{BUDGETS_USAGE}; got {text!r} (each must be in (0, 1])")
+    if any(b <= a for a, b in pairwise(values)):
+        raise MooheadError(f"{BUDGETS_USAGE}; got {text!r} (not increasing)")
+    if values[-1] != 1:
+        raise MooheadError(f"{BUDGETS_USAGE}; got {text!r} (the last must be 1)")
+
+
+def show_budgets(budgets: Sequence[float]) -> str:
+    """``(1/9, 1/3, 1)`` as the user writes them."""
+    return ",".join(str(Fraction(b).limit_denominator(1000)) for b in budgets)
 
 
 def default_cache_dir() -> Path:
@@ -74,6 +109,8 @@ class SearchConfig:
             with its machine; None = PyTorch's default (``OMP_NUM_THREADS`` or the cores).
         retime: On resume, re-time every archived architecture on this machine first
             (required when the run's latencies were measured on another machine).
+        budgets: Successive-halving budgets, shares of the data-times-epochs budget,
+            increasing and ending at 1 (``halving.parse_budgets``); ``(1.0,)``: none.
     """
 
     task: str = "sst2"
@@ -105,6 +142,7 @@ class SearchConfig:
     gpus_per_eval: float = 1.0
     threads: int | None = None
     retime: bool = False
+    budgets: tuple[float, ...] = (1.0,)
 
     def validate(self) -> None:
         """Raise MooheadError naming the first invalid value and the valid range."""
@@ -170,6 +208,7 @@ class SearchConfig:
                 f"--objectives {','.join(self.objectives)} is invalid: give score plus any of "
                 "flops, latency, comma-separated, each once (e.g. score,flops)"
             )
+        check_budgets(self.budgets, show_budgets(self.budgets))
         if self.data_dir is not None and not self.data_dir.is_dir():
             raise MooheadError(f"--data-dir {self.data_dir} is not a folder")
 
@@ -190,6 +229,7 @@ class SearchConfig:
         for key in ("data_dir", "out", "cache_dir"):  # absolute: a run works from any folder
             d[key] = None if d[key] is None else str(Path(d[key]).resolve())
         d["objectives"] = list(self.objectives)
+        d["budgets"] = list(self.budgets)
         return d
 
 

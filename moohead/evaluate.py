@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import torch
 
 from moohead.archive import Archive
-from moohead.evaluation import Cost, Evaluation
+from moohead.evaluation import Cost, Evaluation, budget_key
 from moohead.fused import trained_state
 from moohead.genome import Genome
 from moohead.heads import Head
@@ -58,35 +58,39 @@ class Evaluator:
         self.next_id = 0
         self.on_new: Callable[[Evaluation], None] | None = None  # progress hook
 
-    def __call__(self, genomes: list[Genome]) -> list[Evaluation]:
+    def __call__(self, genomes: list[Genome], budget: float = 1.0) -> list[Evaluation]:
+        """Each genome's evaluation at ``budget`` (a share of the full training budget);
+        only those not evaluated there yet are trained."""
         new: dict[str, Genome] = {}
         for g in genomes:
-            if g.key() not in self.by_key and g.key() not in self.archived:
-                new.setdefault(g.key(), g)
+            key = budget_key(g, budget)
+            if key not in self.by_key and key not in self.archived:
+                new.setdefault(key, g)
         if new:
             self.stop.check()
-        outcomes = self.trainer.train(list(new.values()))
+        outcomes = self.trainer.train(list(new.values()), budget)
         results = []
         for g in genomes:
-            known = self._known(g)
-            results.append(known if known is not None else self._record(g, next(outcomes)))
+            known = self.known(g, budget)
+            results.append(known if known is not None else self._record(g, budget, next(outcomes)))
         return results
 
-    def _known(self, genome: Genome) -> Evaluation | None:
-        """The genome's evaluation if it has one: asked for before, or restored from the
-        archive of a resumed run (then it joins this run's evaluations now)."""
-        cached = self.by_key.get(genome.key())
+    def known(self, genome: Genome, budget: float = 1.0) -> Evaluation | None:
+        """The genome's evaluation at ``budget`` if it has one: asked for before, or
+        restored from the archive of a resumed run (then it joins this run's evaluations)."""
+        key = budget_key(genome, budget)
+        cached = self.by_key.get(key)
         if cached is not None:
             return cached
-        restored = self.archived.pop(genome.key(), None)
+        restored = self.archived.pop(key, None)
         if restored is not None:
-            self.by_key[genome.key()] = restored
+            self.by_key[key] = restored
             self.evaluations.append(restored)
         return restored
 
-    def _record(self, genome: Genome, outcome: Outcome) -> Evaluation:
+    def _record(self, genome: Genome, budget: float, outcome: Outcome) -> Evaluation:
         """A new evaluation from its training outcome: measured, saved, archived."""
-        ev = Evaluation(id=self.next_id, genome=genome, status="failed")
+        ev = Evaluation(id=self.next_id, genome=genome, status="failed", budget=budget)
         self.next_id += 1
         try:
             if isinstance(outcome, BaseException):
@@ -102,7 +106,7 @@ class Evaluator:
             ev.reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
             ev.reason += f" ({traceback.extract_tb(exc.__traceback__)[-1].name})"
         self.archive.append(ev.to_record())
-        self.by_key[genome.key()] = ev
+        self.by_key[ev.key] = ev
         self.evaluations.append(ev)
         if self.on_new is not None:
             self.on_new(ev)
@@ -113,14 +117,15 @@ class Evaluator:
         t0 = time.perf_counter()
         ev.cost = self.costs(ev.genome, result.head)
         ev.measure_seconds = time.perf_counter() - t0
-        self.weights.save(ev.id, trained_state(result.head, result.encoder))
+        if ev.full:  # heads below the full budget never enter a front: no weights kept
+            self.weights.save(ev.id, trained_state(result.head, result.encoder))
         ev.status = "ok"
 
     def restore(self, records: list[dict[str, Any]]) -> None:
         """Take finished evaluations from an archive: they are answered, never retrained."""
         for record in records:
             ev = Evaluation.from_record(record)
-            self.archived[ev.genome.key()] = ev
+            self.archived[ev.key] = ev
             self.next_id = max(self.next_id, ev.id + 1)
             if ev.ok and ev.cost is not None:
                 self.costs.restore(ev.genome, ev.cost)

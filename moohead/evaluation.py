@@ -10,6 +10,11 @@ from moohead.genome import Genome
 FAILED_OBJECTIVE = 1e18  # what a failed genome scores on every (minimised) objective
 
 
+def budget_key(genome: Genome, budget: float) -> str:
+    """What an evaluation is cached and archived under: the genome at a budget."""
+    return genome.key() if budget >= 1.0 else f"{genome.key()}@{budget:.6g}"
+
+
 @dataclass(frozen=True)
 class Cost:
     """What an architecture costs at the reference input."""
@@ -33,10 +38,21 @@ class Evaluation:
     train_seconds: float = 0.0
     measure_seconds: float = 0.0
     reason: str | None = None
+    budget: float = 1.0  # the share of the full training budget it trained to
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def full(self) -> bool:
+        """Trained to the full budget (only such heads keep weights and enter a front)."""
+        return self.budget >= 1.0
+
+    @property
+    def key(self) -> str:
+        """The genome's key, and the budget where it is below 1."""
+        return budget_key(self.genome, self.budget)
 
     @property
     def score(self) -> float:
@@ -81,6 +97,7 @@ class Evaluation:
             train_seconds=float(record.get("train_seconds") or 0.0),
             measure_seconds=float(record.get("measure_seconds") or 0.0),
             reason=record.get("reason"),
+            budget=float(record.get("budget", 1.0)),
         )
 
     def to_record(self) -> dict[str, Any]:
@@ -99,4 +116,5 @@ class Evaluation:
             "epochs": self.epochs,
             "train_seconds": round(self.train_seconds, 3),
             "measure_seconds": round(self.measure_seconds, 3),
+            "budget": self.budget,
         }

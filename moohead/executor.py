@@ -26,7 +26,7 @@ from moohead.genome import Genome
 from moohead.heads import build_head
 from moohead.tasks import Task
 from moohead.train import TrainConfig, TrainResult
-from moohead.trainer import Outcome, genome_seed
+from moohead.trainer import Outcome, genome_seed, train_to
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,12 @@ class TaskSpec:
 _ENCODERS: dict[str, Any] = {}  # per worker process: the encoder is loaded once
 
 
-def train_task(genome: dict[str, Any], seed: int, spec: TaskSpec) -> dict[str, Any]:
-    """Train one genome (in a Ray worker); return its metrics and weights on the CPU."""
+def train_task(
+    genome: dict[str, Any], seed: int, spec: TaskSpec, budget: float = 1.0
+) -> dict[str, Any]:
+    """Train one genome to ``budget`` (in a Ray worker); return its metrics and weights on
+    the CPU. A head promoted to a higher budget trains again from its start: the same head
+    as a continued one (``train.Schedule``), at the cost of the lower budget's steps."""
     from moohead.encoder import load_encoder
 
     torch.set_num_threads(spec.threads)
@@ -85,7 +89,7 @@ def train_task(genome: dict[str, Any], seed: int, spec: TaskSpec) -> dict[str, A
         encoder.to(cfg.device)
     train, stop, val = (fidelity.receive(s) for s in (spec.train, spec.stop, spec.val))
     data = SearchData(spec.task, encoder, info, train, stop, val)
-    result = fidelity.train(Genome.from_dict(genome), data, cfg, seed)
+    result = train_to(fidelity, Genome.from_dict(genome), data, cfg, seed, budget)
     return {
         "metrics": result.metrics,
         "epochs": result.epochs,
@@ -139,17 +143,22 @@ class RayTrainer:
             threads=cfg.cpus_per_eval,
         )
 
-    def train(self, genomes: list[Genome]) -> Iterator[Outcome]:
+    def train(self, genomes: list[Genome], budget: float = 1.0) -> Iterator[Outcome]:
         """Start every genome's task now; the outcomes come back in order as asked for."""
         options = {"num_cpus": self.cfg.cpus_per_eval, "num_gpus": self.gpus,
                    "max_retries": self.cfg.max_retries, "retry_exceptions": False}  # fmt: skip
         handles = [
-            self.remote.options(**options).remote(g.to_dict(), genome_seed(self.seed, g), self.spec)
+            self.remote.options(**options).remote(
+                g.to_dict(), genome_seed(self.seed, g), self.spec, budget
+            )
             for g in genomes
         ]
         if self.cfg.quiet_timing and handles:  # the evaluator times each outcome it gets
             self.ray.wait(handles, num_returns=len(handles), fetch_local=False)
         return (self._outcome(g, h) for g, h in zip(genomes, handles, strict=True))
+
+    def keep_paused(self, keys: set[str]) -> None:
+        pass  # workers keep no heads between tasks
 
     def _outcome(self, genome: Genome, handle: Any) -> Outcome:
         """The task's TrainResult, or the exception that stands for its failure."""

@@ -24,7 +24,7 @@ from moohead.genome import Genome
 from moohead.metrics import compute_metrics
 from moohead.splits import SearchSplits
 from moohead.tasks import Task
-from moohead.train import TrainConfig, TrainResult
+from moohead.train import HeadFit, TrainConfig, TrainResult
 
 # name -> "module:class"; imported on use, so a fidelity's dependencies load only when chosen
 FIDELITY_CLASSES = {
@@ -68,9 +68,19 @@ class Fidelity(Protocol):
         """The training recipe of this fidelity on top of the search's budget."""
         ...
 
-    def train(self, genome: Genome, data: SearchData, cfg: TrainConfig, seed: int) -> TrainResult:
-        """Train one genome on ``data.train``, early-stopped on ``data.stop``; its
-        metrics are those on ``data.val``."""
+    def plan(self, genomes: list[Genome], data: SearchData, cfg: TrainConfig) -> list[list[int]]:
+        """Which of ``genomes`` train side by side (groups of indices, every one once)."""
+        ...
+
+    def start(
+        self, genomes: list[Genome], data: SearchData, cfg: TrainConfig, seeds: list[int]
+    ) -> tuple[list[HeadFit | BaseException], Callable[[np.ndarray], None] | None]:
+        """Fresh heads of one planned group, and what ``drive`` tells before each batch
+        (their shared reads), if anything."""
+        ...
+
+    def result(self, fit: HeadFit, data: SearchData) -> TrainResult:
+        """A head at its best check so far, scored on ``data.val``."""
         ...
 
     def predict(

@@ -7,7 +7,6 @@ batches of token ids.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -26,11 +25,13 @@ from moohead.heads import Head, build_head
 from moohead.metrics import compute_metrics
 from moohead.tokens import TokenSplit, TokenView, tokenize_split
 from moohead.train import (
+    HeadFit,
     TrainConfig,
     TrainResult,
-    fit,
     in_length_order,
+    started,
     target_scale,
+    train_alone,
     unfold_scale,
 )
 
@@ -75,6 +76,9 @@ class FinetuneJob:
     def predict_stop(self) -> np.ndarray:
         return predict_tokens(self.model, self.stop_views, self.cfg)
 
+    def predict(self, module: nn.Module, split: TokenSplit) -> np.ndarray:
+        return predict_tokens(module, token_views(split, self.genome), self.cfg)  # type: ignore[arg-type]
+
 
 def predict_tokens(model: FusedModel, views: list[TokenView], cfg: TrainConfig) -> np.ndarray:
     """Model outputs for every example, in the split's order (length-sorted batches)."""
@@ -88,25 +92,20 @@ def predict_tokens(model: FusedModel, views: list[TokenView], cfg: TrainConfig) 
         )
 
 
-def finetune_head(
+def start_finetune(
     genome: Genome,
     data: SearchData,
     cfg: TrainConfig,
     seed: int,
     head_init: dict[str, torch.Tensor] | None = None,
-) -> TrainResult:
-    """Train ``data.encoder[:depth]`` + the genome's head end to end; the encoder is not
-    modified.
+) -> HeadFit:
+    """``data.encoder[:depth]`` + a fresh head of ``genome`` (from ``seed``), ready to train
+    end to end; the encoder is not modified.
 
     ``head_init`` starts the head from trained weights (``moohead refine`` starts from the
     head the frozen search trained) instead of a fresh initialisation.
-
-    Raises:
-        TrainingDiverged: when the loss is not finite.
     """
-    start = time.perf_counter()
     torch.manual_seed(seed)  # head init and dropout
-    rng = np.random.default_rng(seed)  # batch order
     info, task = data.info, data.task
     head = build_head(genome, info.hidden_size, task.num_labels)
     if head_init is not None:  # saved in label units; training fits standardised targets
@@ -115,10 +114,29 @@ def finetune_head(
     model = FusedModel(truncate(data.encoder, genome.depth), head, info.uses_token_type_ids)
     model.to(cfg.device)
     job = FinetuneJob(genome, model, data.train, data.stop, cfg)
-    epochs = fit(job, task, data.train.labels, data.stop.labels, cfg, rng)
-    outputs = predict_tokens(model, token_views(data.val, genome), cfg)
-    metrics = compute_metrics(task, outputs, data.val.labels)
-    return TrainResult(model.head, metrics, epochs, time.perf_counter() - start, model.encoder)
+    return HeadFit(job, task, data.train.labels, data.stop.labels, cfg)
+
+
+def score_finetuned(fit: HeadFit, data: SearchData) -> TrainResult:
+    """The fused model at its best check, scored once on search-val."""
+    model: FusedModel = fit.best_module()  # type: ignore[assignment]
+    metrics = compute_metrics(data.task, fit.job.predict(model, data.val), data.val.labels)
+    return TrainResult(model.head, metrics, fit.epochs, fit.seconds, model.encoder)
+
+
+def finetune_head(
+    genome: Genome,
+    data: SearchData,
+    cfg: TrainConfig,
+    seed: int,
+    head_init: dict[str, torch.Tensor] | None = None,
+) -> TrainResult:
+    """Train ``data.encoder[:depth]`` + the genome's head end to end, scored on search-val.
+
+    Raises:
+        TrainingDiverged: when the loss is not finite.
+    """
+    return score_finetuned(train_alone(start_finetune(genome, data, cfg, seed, head_init)), data)
 
 
 def finetune_config(base: TrainConfig) -> TrainConfig:
@@ -150,8 +168,18 @@ class FinetuneFidelity:
     def train_config(self, base: TrainConfig) -> TrainConfig:
         return finetune_config(base)
 
-    def train(self, genome: Genome, data: SearchData, cfg: TrainConfig, seed: int) -> TrainResult:
-        return finetune_head(genome, data, cfg, seed)
+    def plan(self, genomes: list[Genome], data: SearchData, cfg: TrainConfig) -> list[list[int]]:
+        return [[i] for i in range(len(genomes))]  # each holds an encoder: one at a time
+
+    def start(
+        self, genomes: list[Genome], data: SearchData, cfg: TrainConfig, seeds: list[int]
+    ) -> tuple[list[HeadFit | BaseException], Callable[[np.ndarray], None] | None]:
+        return [
+            started(start_finetune, g, data, cfg, s) for g, s in zip(genomes, seeds, strict=True)
+        ], None
+
+    def result(self, fit: HeadFit, data: SearchData) -> TrainResult:
+        return score_finetuned(fit, data)
 
     def predict(
         self, model: FusedModel, genome: Genome, split: TokenSplit, cfg: TrainConfig

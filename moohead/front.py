@@ -192,6 +192,17 @@ class FrontSpec:
     references: References = field(default_factory=lambda: References([]))
 
 
+def budget_counts(evaluations: list[Evaluation]) -> dict[str, int]:
+    """How many evaluations each training budget got (``"1"`` only, without halving)."""
+    from moohead.config import show_budgets
+
+    counts: dict[str, int] = {}
+    for e in sorted(evaluations, key=lambda e: e.budget):
+        name = show_budgets([e.budget])
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 def front_document(
     evaluations: list[Evaluation], history: list[dict[str, Any]], spec: FrontSpec, run: RunDir
 ) -> dict[str, Any]:
@@ -201,8 +212,9 @@ def front_document(
     candidates: a search resumed for more generations re-times latency, and noise could
     otherwise put back on the front a head that can no longer be validated or exported.
     """
-    ok = [e for e in evaluations if e.ok and run.heads.has(e.id)]
-    base = best_baseline(evaluations, spec.num_layers)
+    full = [e for e in evaluations if e.full]  # heads stopped at a lower budget kept no weights
+    ok = [e for e in full if e.ok and run.heads.has(e.id)]
+    base = best_baseline(full, spec.num_layers)
     refs = [ev for _, ev in spec.references.ranked()]
     front, latency = select_front(ok, spec.objectives, spec.retime, [base, *refs])
     validated: dict[int, dict[str, Any]] = {}
@@ -235,6 +247,7 @@ def front_document(
         "evaluations": len(evaluations),
         "failed": sum(1 for e in evaluations if not e.ok),
         "failures": failure_counts(evaluations),
+        "evaluations_by_budget": budget_counts(evaluations),
         "baseline": base_entry,
         "front": entries,
         **refs_doc,

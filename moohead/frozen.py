@@ -3,7 +3,6 @@ vectors); the training loop is ``train.fit``, shared with the fine-tune fidelity
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ from moohead.fused import FusedModel
 from moohead.genome import Genome
 from moohead.heads import Head, build_head
 from moohead.metrics import compute_metrics
-from moohead.train import TrainConfig, TrainResult, fit, in_length_order
+from moohead.train import HeadFit, TrainConfig, TrainResult, in_length_order, started, train_alone
 
 
 def read_states(genome: Genome) -> list[int]:
@@ -88,6 +87,56 @@ def predict(head: Head, features: SplitFeatures, genome: Genome, cfg: TrainConfi
         )
 
 
+def order_lengths(features: SplitFeatures) -> np.ndarray:
+    """What a run buckets its training batches by: each example's longest view. The same
+    for every head (pooled or token-level, one-sided or siamese), so heads share batches."""
+    return np.max([v.lengths for v in features.views.values()], axis=0)
+
+
+class SharedReads:
+    """Each training batch's token states, read once for every head of a group.
+
+    Per store, the group's heads ask for some layers; the first head to ask for a batch
+    gathers the union, the others take their layers from it. Pre-pooled vectors are held
+    in memory by their store and shared already.
+    """
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.wants: dict[int, set[int]] = {}
+        self.batch: np.ndarray | None = None
+        self.read: dict[int, tuple[torch.Tensor, torch.Tensor, list[int]]] = {}
+
+    def want(self, stores: list[Store], genome: Genome) -> None:
+        for store in stores:
+            if isinstance(store, FeatureStore):
+                self.wants.setdefault(id(store), set()).update(read_states(genome))
+
+    def start(self, batch: np.ndarray) -> None:
+        self.batch = batch
+        self.read.clear()
+
+    def inputs(
+        self, stores: list[Store], genome: Genome, indices: np.ndarray
+    ) -> list[torch.Tensor]:
+        if indices is not self.batch:
+            return head_inputs(stores, genome, indices, self.device)
+        out: list[torch.Tensor] = []
+        for store in stores:
+            if isinstance(store, PooledStore):
+                out += head_inputs([store], genome, indices, self.device)
+                continue
+            key = id(store)
+            if key not in self.read:
+                union = sorted(self.wants[key])
+                states, mask = store.gather(indices, union)
+                self.read[key] = (states.to(self.device), mask.to(self.device), union)
+            states, mask, union = self.read[key]
+            first = union.index(read_states(genome)[0])
+            out += [states[first : first + genome.k], mask]  # a genome reads adjacent layers
+        return out
+
+
 class FrozenJob:
     """Frozen fidelity: the head alone, on cached token states (or pre-pooled vectors)."""
 
@@ -98,23 +147,33 @@ class FrozenJob:
         train: SplitFeatures,
         stop: SplitFeatures,
         cfg: TrainConfig,
+        reads: SharedReads | None = None,
     ) -> None:
         self.genome, self.head = genome, head
         self.module: nn.Module = head
-        self.train, self.stop, self.cfg = train, stop, cfg
+        self.train, self.stop, self.cfg, self.reads = train, stop, cfg, reads
         self.stores = inputs_for(train, genome)
+        if reads is not None:
+            reads.want(self.stores, genome)
 
     def param_groups(self) -> list[dict[str, Any]]:
         return [{"params": list(self.head.parameters()), "lr": self.genome.lr}]
 
     def lengths(self) -> np.ndarray:
-        return example_lengths(self.stores)
+        return order_lengths(self.train)
 
     def forward(self, batch: np.ndarray) -> torch.Tensor:
-        return run_head(self.head, self.stores, self.genome, batch, self.cfg.device)
+        if self.reads is None:
+            return run_head(self.head, self.stores, self.genome, batch, self.cfg.device)
+        inputs = self.reads.inputs(self.stores, self.genome, batch)
+        out: torch.Tensor = self.head(*inputs, pooled=isinstance(self.stores[0], PooledStore))
+        return out
 
     def predict_stop(self) -> np.ndarray:
         return predict(self.head, self.stop, self.genome, self.cfg)
+
+    def predict(self, module: nn.Module, split: SplitFeatures) -> np.ndarray:
+        return predict(module, split, self.genome, self.cfg)  # type: ignore[arg-type]
 
 
 def training_rows(train: SplitFeatures, genome: Genome) -> SplitFeatures:
@@ -126,6 +185,25 @@ def training_rows(train: SplitFeatures, genome: Genome) -> SplitFeatures:
     return train if len(have) == len(train) else train.subset(have)
 
 
+def start_head(
+    genome: Genome, data: SearchData, cfg: TrainConfig, seed: int, reads: SharedReads | None = None
+) -> HeadFit:
+    """A fresh head of ``genome`` (weights and dropout from ``seed``), ready to train."""
+    torch.manual_seed(seed)  # head init and dropout
+    head = build_head(genome, data.info.hidden_size, data.task.num_labels).to(cfg.device)
+    train = training_rows(data.train, genome)
+    job = FrozenJob(genome, head, train, data.stop, cfg, reads)
+    return HeadFit(job, data.task, train.labels, data.stop.labels, cfg)
+
+
+def score_head(fit: HeadFit, data: SearchData) -> TrainResult:
+    """The head at its best check, scored once on search-val (its fitness)."""
+    head = fit.best_module()
+    outputs = fit.job.predict(head, data.val)
+    metrics = compute_metrics(data.task, outputs, data.val.labels)
+    return TrainResult(head, metrics, fit.epochs, fit.seconds)  # type: ignore[arg-type]
+
+
 def train_head(genome: Genome, data: SearchData, cfg: TrainConfig, seed: int) -> TrainResult:
     """Train the genome's head on cached features (frozen fidelity), early-stopped on the
     main score of ``data.stop``, and score it on ``data.val``.
@@ -133,15 +211,47 @@ def train_head(genome: Genome, data: SearchData, cfg: TrainConfig, seed: int) ->
     Raises:
         TrainingDiverged: when the loss is not finite.
     """
-    start = time.perf_counter()
-    torch.manual_seed(seed)  # head init and dropout
-    rng = np.random.default_rng(seed)  # batch order
-    head = build_head(genome, data.info.hidden_size, data.task.num_labels).to(cfg.device)
-    train = training_rows(data.train, genome)
-    job = FrozenJob(genome, head, train, data.stop, cfg)
-    epochs = fit(job, data.task, train.labels, data.stop.labels, cfg, rng)
-    metrics = compute_metrics(data.task, predict(head, data.val, genome, cfg), data.val.labels)
-    return TrainResult(head, metrics, epochs, time.perf_counter() - start)
+    return score_head(train_alone(start_head(genome, data, cfg, seed)), data)
+
+
+READ_LIMIT = 1 << 30  # bytes of token states one shared batch read may take
+
+
+def read_bytes(genomes: list[Genome], data: SearchData, cfg: TrainConfig) -> int:
+    """Most bytes a shared read of one batch takes for ``genomes`` (token-level heads)."""
+    wants: dict[str, set[int]] = {}
+    for genome in genomes:
+        if not reads_pooled(genome):
+            for view in read_views(data.train.views, genome):
+                wants.setdefault(view, set()).update(read_states(genome))
+    width = data.info.hidden_size * 4 * cfg.batch_size
+    return sum(
+        len(states) * width * int(data.train.views[view].lengths.max(initial=1))
+        for view, states in wants.items()
+    )
+
+
+def plan_groups(
+    genomes: list[Genome], data: SearchData, cfg: TrainConfig, limit: int | None = None
+) -> list[list[int]]:
+    """Which genomes train together (indices into ``genomes``): those that train on the same
+    examples, split so that no group's shared read exceeds ``limit`` bytes (default
+    ``READ_LIMIT``)."""
+    limit = READ_LIMIT if limit is None else limit
+    by_rows: dict[bool, list[int]] = {}
+    subset = len(data.train.token_positions()) < len(data.train)
+    for i, genome in enumerate(genomes):
+        by_rows.setdefault(subset and not reads_pooled(genome), []).append(i)
+    groups: list[list[int]] = []
+    for members in by_rows.values():
+        group: list[int] = []
+        for i in members:
+            if group and read_bytes([genomes[j] for j in [*group, i]], data, cfg) > limit:
+                groups.append(group)
+                group = []
+            group.append(i)
+        groups.append(group)
+    return groups
 
 
 class FrozenFidelity:
@@ -160,8 +270,19 @@ class FrozenFidelity:
     def train_config(self, base: TrainConfig) -> TrainConfig:
         return base
 
-    def train(self, genome: Genome, data: SearchData, cfg: TrainConfig, seed: int) -> TrainResult:
-        return train_head(genome, data, cfg, seed)
+    def plan(self, genomes: list[Genome], data: SearchData, cfg: TrainConfig) -> list[list[int]]:
+        return plan_groups(genomes, data, cfg)
+
+    def start(
+        self, genomes: list[Genome], data: SearchData, cfg: TrainConfig, seeds: list[int]
+    ) -> tuple[list[HeadFit | BaseException], Callable[[np.ndarray], None] | None]:
+        reads = SharedReads(cfg.device)
+        return [
+            started(start_head, g, data, cfg, s, reads) for g, s in zip(genomes, seeds, strict=True)
+        ], reads.start
+
+    def result(self, fit: HeadFit, data: SearchData) -> TrainResult:
+        return score_head(fit, data)
 
     def predict(
         self, model: FusedModel, genome: Genome, split: SplitFeatures, cfg: TrainConfig

@@ -15,6 +15,7 @@ from pymoo.core.repair import Repair
 
 from moohead.evaluate import Evaluation
 from moohead.genome import Genome
+from moohead.halving import survival_objectives
 
 
 class HeadSearchProblem(Problem):
@@ -34,7 +35,7 @@ class HeadSearchProblem(Problem):
 
     def _evaluate(self, X: Any, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         evaluations = self.evaluate_genomes([self.decode(x) for x in X])
-        out["F"] = np.array([[e.objective(o) for o in self.objectives] for e in evaluations])
+        out["F"] = np.array([survival_objectives(e, self.objectives) for e in evaluations])
 
 
 class CanonicalRepair(Repair):

@@ -22,7 +22,10 @@ from moohead.errors import MooheadError
 IDENTITY_SETTINGS = (
     "task", "max_train", "val_fraction", "max_length", "seed", "objectives", "population",
     "batch_size", "max_epochs", "patience", "reference_length", "fidelity", "lr_encoder",
+    "budgets",
 )  # fmt: skip
+# What a run written before a setting existed did, as config.json stores it.
+IDENTITY_DEFAULTS: dict[str, Any] = {"budgets": [1.0]}
 
 
 def identity(settings: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -41,8 +44,9 @@ def check_identity(out: Path, stored: dict[str, Any] | None, current: dict[str, 
     # Settings first: a different seed also cuts different data, and the seed is the cause.
     others = sorted((set(stored) | set(current)) - set(IDENTITY_SETTINGS))
     for key in [*IDENTITY_SETTINGS, *others]:
-        if stored.get(key) != current.get(key):
-            was, now = _show(stored.get(key)), _show(current.get(key))
+        before = stored.get(key, IDENTITY_DEFAULTS.get(key))
+        if before != current.get(key):
+            was, now = _show(before), _show(current.get(key))
             raise MooheadError(
                 f"cannot resume {out}: {key} differs (run: {was}, now: {now}); use the run's "
                 "settings, or pass --force-new to start over (the old run is kept beside it)"
@@ -50,5 +54,9 @@ def check_identity(out: Path, stored: dict[str, Any] | None, current: dict[str, 
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, list) and value and all(isinstance(v, float) for v in value):
+        from moohead.config import show_budgets
+
+        return show_budgets(value)
     text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
     return text if len(text) <= 60 else text[:57] + "..."

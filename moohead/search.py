@@ -22,6 +22,7 @@ from moohead.fidelity import SearchData, score_model
 from moohead.front import TOLERANCES, FrontSpec, best_baseline, finalize, search_hypervolume
 from moohead.fused import ModelFactory
 from moohead.genome import Genome, decode, encode, search_space
+from moohead.halving import Halving
 from moohead.machine import check_timing
 from moohead.metrics import chance_score
 from moohead.problem import CanonicalRepair, HeadSearchProblem, make_nsga2
@@ -166,7 +167,9 @@ def evolve(
     dec = partial(decode, num_layers=num_layers, is_pair=is_pair)
     enc = partial(encode, is_pair=is_pair)
     space = search_space(num_layers, is_pair)
-    problem = HeadSearchProblem(space, cfg.objectives, dec, evaluator)
+    problem = HeadSearchProblem(
+        space, cfg.objectives, dec, Halving(evaluator, cfg.budgets, cfg.objectives)
+    )
     seeds = [enc(ev.genome) for _, ev in refs.ranked()]
     algorithm = make_nsga2(cfg.population, seeds, CanonicalRepair(dec, enc), len(space))
     algorithm.setup(problem, termination=("n_gen", cfg.generations), seed=cfg.seed, verbose=False)
@@ -179,13 +182,13 @@ def evolve(
         algorithm.evaluator.eval(problem, pop)
         algorithm.tell(infills=pop)
         generation += 1
-        evals = evaluator.evaluations
+        evals = [e for e in evaluator.evaluations if e.full]
         stats = GenerationStats(
             generation=generation,
             generations=cfg.generations,
-            evaluations=len(evals),
-            new=len(evals) - before,
-            failed=sum(1 for e in evals if not e.ok),
+            evaluations=len(evaluator.evaluations),
+            new=len(evaluator.evaluations) - before,
+            failed=sum(1 for e in evaluator.evaluations if not e.ok),
             best_score=max(e.score for e in evals if e.ok),
             hypervolume=search_hypervolume(
                 evals, cfg.objectives, best_baseline(evals, num_layers), chance

@@ -72,6 +72,8 @@ class Workspace:
             patience=cfg.patience,
             device=self.device,
             lr_encoder=cfg.lr_encoder,
+            order_seed=cfg.seed,
+            budgets=cfg.budgets,
         )
         return self.fidelity.train_config(base)
 

@@ -22,6 +22,15 @@ from moohead.train import TrainConfig, TrainingDiverged, TrainResult
 from moohead.trainer import LocalTrainer
 
 
+class FakeFit:
+    """A head whose training is already over."""
+
+    live, error, step = False, None, 0
+
+    def __init__(self, genome: Genome) -> None:
+        self.genome = genome
+
+
 class FakeFidelity:
     """Trains nothing: a head with the genome's shapes and a score from its learning rate;
     genomes with ``pool="max"`` diverge, ``mixer="attention"`` run out of memory."""
@@ -32,14 +41,27 @@ class FakeFidelity:
         self.trained: list[Genome] = []
         self.released = 0
 
-    def train(self, genome: Genome, data: object, cfg: object, seed: int) -> TrainResult:
-        self.trained.append(genome)
-        if genome.pool == "max":
-            raise TrainingDiverged("loss is nan in epoch 1")
-        if genome.mixer == "attention":
-            raise MemoryError("cannot allocate 40 GiB")
-        head = build_head(genome, hidden_size=8, num_labels=2)
-        return TrainResult(head, {"score": genome.lr * 100}, epochs=2, seconds=0.0)
+    def plan(self, genomes: list[Genome], data: object, cfg: object) -> list[list[int]]:
+        return [[i] for i in range(len(genomes))]
+
+    def start(
+        self, genomes: list[Genome], data: object, cfg: object, seeds: list[int]
+    ) -> tuple[list[object], None]:
+        """A finished "training" per genome, or the failure it stands for."""
+        self.trained += genomes
+        fits: list[object] = []
+        for genome in genomes:
+            if genome.pool == "max":
+                fits.append(TrainingDiverged("loss is nan in epoch 1"))
+            elif genome.mixer == "attention":
+                fits.append(MemoryError("cannot allocate 40 GiB"))
+            else:
+                fits.append(FakeFit(genome))
+        return fits, None
+
+    def result(self, fit: FakeFit, data: object) -> TrainResult:
+        head = build_head(fit.genome, hidden_size=8, num_labels=2)
+        return TrainResult(head, {"score": fit.genome.lr * 100}, epochs=2, seconds=0.0)
 
     def release(self, split: object) -> None:
         self.released += 1

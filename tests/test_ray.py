@@ -29,28 +29,37 @@ def _cfg(encoder: Path, glue: Path, out: Path, **kw: object) -> SearchConfig:
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
-def _archive(out: Path) -> list[tuple[str, float | None]]:
+def _archive(out: Path) -> list[tuple[str, float | None, float]]:
     lines = (out / "archive.jsonl").read_text().splitlines()
-    return [(json.dumps(r["genome"], sort_keys=True), r["score"]) for r in map(json.loads, lines)]
+    return [
+        (json.dumps(r["genome"], sort_keys=True), r["score"], r["budget"])
+        for r in map(json.loads, lines)
+    ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fidelity", ["frozen", "finetune"])
+@pytest.mark.parametrize("budgets", [(1.0,), (1 / 3, 1.0)], ids=["full", "halving"])
 def test_ray_gives_the_local_front(
-    local_ray: None, tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path, fidelity: str
+    local_ray: None,
+    tiny_encoder_dir: Path,
+    glue_dir: Path,
+    tmp_path: Path,
+    fidelity: str,
+    budgets: tuple[float, ...],
 ) -> None:
+    """Also with successive halving, where the local trainer continues paused heads and a
+    Ray task trains a promoted head afresh to the higher budget: the same heads."""
     import torch
 
     threads = torch.get_num_threads()
+    kw = {"fidelity": fidelity, "budgets": budgets}
     try:  # one thread, as in the Ray tasks (one core each), so the numbers match
-        local = run_search(
-            _cfg(tiny_encoder_dir, glue_dir, tmp_path / "local", fidelity=fidelity, threads=1)
-        )
+        local = run_search(_cfg(tiny_encoder_dir, glue_dir, tmp_path / "local", threads=1, **kw))
     finally:
         torch.set_num_threads(threads)  # the search fixes it for the process
-    remote = run_search(
-        _cfg(tiny_encoder_dir, glue_dir, tmp_path / "ray", fidelity=fidelity, executor="ray")
-    )
+    remote = run_search(_cfg(tiny_encoder_dir, glue_dir, tmp_path / "ray", executor="ray", **kw))
+    assert {b for *_, b in _archive(tmp_path / "local")} == set(budgets)
     assert _archive(tmp_path / "ray") == _archive(tmp_path / "local")
     key = [(e["id"], e["score"], e["flops"], e["validation"]) for e in local["front"]]
     assert [(e["id"], e["score"], e["flops"], e["validation"]) for e in remote["front"]] == key
@@ -66,13 +75,13 @@ def test_a_dying_worker_is_retried_then_recorded_as_failed(
     from moohead.train import TrainResult
     from moohead.workspace import prepare
 
-    def dying(genome: dict, seed: int, spec: object) -> dict:  # type: ignore[type-arg]
+    def dying(genome: dict, seed: int, spec: object, budget: float) -> dict:  # type: ignore[type-arg]
         """Dies for lr 0.003, as on an out-of-memory kill (nested: Ray ships it by value)."""
         from moohead.executor import train_task
 
         if genome["lr"] == 0.003:
             os._exit(1)
-        return train_task(genome, seed, spec)  # type: ignore[arg-type]
+        return train_task(genome, seed, spec, budget)  # type: ignore[arg-type]
 
     ws = prepare(_cfg(tiny_encoder_dir, glue_dir, tmp_path / "run"))
     cfg = RayConfig(max_retries=1)
@@ -98,14 +107,14 @@ def test_with_latency_no_outcome_comes_back_while_a_task_still_trains(
     done = tmp_path / "done"
     done.mkdir()
 
-    def slow_second(genome: dict, seed: int, spec: object) -> dict:  # type: ignore[type-arg]
+    def slow_second(genome: dict, seed: int, spec: object, budget: float) -> dict:  # type: ignore[type-arg]
         """The second genome trains 3 s longer, then leaves a mark (nested: by value)."""
         import time as _time
         import uuid
 
         from moohead.executor import train_task
 
-        out = train_task(genome, seed, spec)  # type: ignore[arg-type]
+        out = train_task(genome, seed, spec, budget)  # type: ignore[arg-type]
         if genome["lr"] == 0.001:
             _time.sleep(3.0)
         (done / uuid.uuid4().hex).touch()
