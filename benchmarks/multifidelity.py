@@ -1,8 +1,10 @@
 """Successive halving against full-budget training at equal wall-clock time (issue 14).
 
-For each task and seed, one workspace (frozen fidelity, packaged encoder, ``--max-train``
-training examples, objectives score and FLOPs) and two searches of ``--minutes`` each,
-timed from the end of reference tuning (the same work in both):
+For each task and seed (frozen fidelity, packaged encoder, ``--max-train`` training
+examples, objectives score and FLOPs), two searches run at the same time, each in its own
+process on one of the two cores (one thread each, so they share the machine evenly), for
+``--minutes`` each, timed from the end of reference tuning (the same work in both; the
+two wait for each other there):
 
 1. ``full``: every head trains to the full budget (``--budgets 1``);
 2. ``halving``: ``--budgets 1/9,1/3,1`` (successive halving inside NSGA-II).
@@ -73,8 +75,12 @@ class Clock(Reporter):
             self.stop.request()
 
 
-def one_arm(cfg: SearchConfig, seconds: float) -> dict[str, Any]:
-    """One timed search: its evaluations with their finishing times, and its references."""
+def one_arm(cfg: SearchConfig, seconds: float, barrier: Any, dropped_sample: int) -> dict[str, Any]:
+    """One timed search (in its own process, one thread): what the report needs of it."""
+    import torch
+
+    torch.set_num_threads(1)
+    cfg = replace(cfg, threads=1)
     ws = prepare(cfg)
     stop = StopFlag()
     run = RunDir(cfg.out)
@@ -83,20 +89,45 @@ def one_arm(cfg: SearchConfig, seconds: float) -> dict[str, Any]:
     t0 = time.perf_counter()
     refs = tune(define(layers, pair, ws.native), evaluator)
     tuning = time.perf_counter() - t0
+    barrier.wait()  # both arms start their clocks together
     clock = Clock(stop, seconds)
     evaluator.on_new = clock.evaluated
     references = list(evaluator.evaluations)
     with contextlib.suppress(KeyboardInterrupt):  # time is up
         evolve(cfg, evaluator, refs, ws.data, clock)  # the references come from the cache
-    return {
+    arm = {
         "ws": ws,
         "evaluator": evaluator,
         "references": references,
         "best_reference": refs.ranked()[0][1],
         "stamps": clock.stamps,
-        "tuning_seconds": tuning,
-        "evaluations": evaluator.evaluations,
+        "evaluations": list(evaluator.evaluations),
     }
+    evals = [e for e in arm["evaluations"] if e.id in clock.stamps]
+    in_time = [e for e in evals if clock.stamps[e.id] <= seconds]
+    out = {
+        "budgets": show_budgets(cfg.budgets),
+        "reference_tuning_seconds": round(tuning, 1),
+        "evaluations_in_time": len(in_time),
+        "full_budget_in_time": sum(1 for e in in_time if e.full),
+        "hypervolume": {str(q): hypervolumes(arm, q * seconds) for q in QUARTERS},
+        "curve": {
+            key: [
+                [t, hypervolumes(arm, t)[key]]
+                for t in sorted(set(clock.stamps.values()))
+                if t <= seconds
+            ]
+            for key in ("over_best_reference", "over_chance")
+        },
+    }
+    if len(cfg.budgets) > 1:
+        out["dropped"] = dropped_heads(arm, dropped_sample, cfg.seed)
+    shutil.rmtree(cfg.out, ignore_errors=True)
+    return out
+
+
+def _arm_process(cfg: SearchConfig, seconds: float, barrier: Any, sample: int, queue: Any) -> None:
+    queue.put((cfg.budgets, one_arm(cfg, seconds, barrier, sample)))
 
 
 def finished_by(arm: dict[str, Any], t: float) -> list[Evaluation]:
@@ -117,14 +148,11 @@ def hypervolumes(arm: dict[str, Any], t: float) -> dict[str, float]:
     }
 
 
-def time_to_reach(arm: dict[str, Any], target: float, key: str, seconds: float) -> float | None:
-    """The first finishing time at which ``arm``'s hypervolume reaches ``target``."""
+def time_to_reach(curve: list[list[float]], target: float) -> float | None:
+    """The first finishing time at which a hypervolume curve reaches ``target``."""
     if target <= 0:
         return 0.0
-    for t in sorted(v for v in arm["stamps"].values() if v <= seconds):
-        if hypervolumes(arm, t)[key] >= target:
-            return t
-    return None
+    return next((t for t, hv in curve if hv >= target), None)
 
 
 def dropped_heads(arm: dict[str, Any], sample: int, seed: int) -> dict[str, Any]:
@@ -155,6 +183,8 @@ def dropped_heads(arm: dict[str, Any], sample: int, seed: int) -> dict[str, Any]
 
 
 def one_seed(task: str, seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    import multiprocessing as mp
+
     seconds = args.minutes * 60
     base = SearchConfig(
         task=task,
@@ -166,25 +196,28 @@ def one_seed(task: str, seed: int, args: argparse.Namespace, work: Path) -> dict
         objectives=("score", "flops"),
         cache_dir=args.cache_dir,
         seed=seed,
+        out=work / f"{task}-{seed}-cache",
     )
-    arms = {}
+    prepare(base)  # the feature cache, once, before the two arms share it
+    ctx = mp.get_context("spawn")
+    barrier, queue = ctx.Barrier(len(ARMS)), ctx.Queue()
+    procs = []
     for name, budgets in ARMS.items():
         cfg = replace(base, out=work / f"{task}-{seed}-{name}", budgets=budgets)
-        arms[name] = one_arm(cfg, seconds)
+        proc = ctx.Process(
+            target=_arm_process, args=(cfg, seconds, barrier, args.dropped_sample, queue)
+        )
+        proc.start()
+        procs.append(proc)
+    results = dict(queue.get() for _ in procs)
+    for proc in procs:
+        proc.join()
     out: dict[str, Any] = {"seconds": seconds}
-    for name, arm in arms.items():
-        evals = [e for e in arm["evaluations"] if e.id in arm["stamps"]]
-        in_time = [e for e in evals if arm["stamps"][e.id] <= seconds]
-        out[name] = {
-            "budgets": show_budgets(ARMS[name]),
-            "reference_tuning_seconds": round(arm["tuning_seconds"], 1),
-            "evaluations_in_time": len(in_time),
-            "full_budget_in_time": sum(1 for e in in_time if e.full),
-            "hypervolume": {str(q): hypervolumes(arm, q * seconds) for q in QUARTERS},
-        }
+    for name, budgets in ARMS.items():
+        out[name] = results[budgets]
     for key in ("over_best_reference", "over_chance"):
         target = out["full"]["hypervolume"]["1.0"][key]
-        reached = time_to_reach(arms["halving"], target, key, seconds)
+        reached = time_to_reach(out["halving"]["curve"][key], target)
         final = out["halving"]["hypervolume"]["1.0"][key]
         out[f"compare_{key}"] = {
             "full": target,
@@ -192,9 +225,6 @@ def one_seed(task: str, seed: int, args: argparse.Namespace, work: Path) -> dict
             "ratio": final / target if target > 0 else None,
             "halving_time_to_full_share": None if reached is None else reached / seconds,
         }
-    out["halving"]["dropped"] = dropped_heads(arms["halving"], args.dropped_sample, seed)
-    for name in ARMS:
-        shutil.rmtree(work / f"{task}-{seed}-{name}", ignore_errors=True)
     return out
 
 

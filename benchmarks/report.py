@@ -120,17 +120,66 @@ def speed_table(data: dict[str, Any]) -> str:
         f"| plain encoder pass, {c['examples']} SST-2 sentences | {c['plain_pass_seconds']} s |",
         f"| cache pass (all hidden states written) | {c['cache_pass_seconds']} s = {c['cache_over_plain']}x the plain pass |",
         f"| cache on disk (8,000 sentences) | {c['cache_bytes'] / 2**20:.0f} MiB |",
-        f"| search: evaluations (population {s['population']}, {s['generations']} generations) | {s['evaluations']} in {s['search_seconds']} s |",
-        f"| **evaluations per hour** | **{s['evaluations_per_hour']}** |",
-        f"| training time per head: mean / median / max | {s['mean_train_seconds']} / {s['median_train_seconds']} / {s['max_train_seconds']} s |",
-        f"| FLOPs + latency per new architecture (mean) | {s['mean_measure_seconds']} s |",
     ]
+    modes = data.get("search_modes") or {"together": s}
+    names = {"alone": "heads one by one", "together": "whole-generation training"}
+    for mode, r in modes.items():
+        rows += [
+            f"| search, {names[mode]}: evaluations (population {r['population']}, {r['generations']} generations) | {r['evaluations']} in {r['search_seconds']} s |",
+            f"| **evaluations per hour, {names[mode]}** | **{r['evaluations_per_hour']}** |",
+            f"| training time per head ({names[mode]}): mean / median / max | {r['mean_train_seconds']} / {r['median_train_seconds']} / {r['max_train_seconds']} s |",
+        ]
+    same = data.get("same_results")
+    if isinstance(same, dict):
+        rows.append(
+            f"| same archive either way ({same['config']}; {same['evaluations']} evaluations) | {same['same_scores_in_order']} |"
+        )
+    rows.append(f"| FLOPs + latency per new architecture (mean) | {s['mean_measure_seconds']} s |")
     m = data.get("memory_full_sst2")
     if m:
         rows += [
             f"| `moohead evolve` on all SST-2 training data ({m['train_examples']} sentences): peak RSS | **{m['peak_rss_gib']} GiB** |",
             f"| its feature cache on disk | {m['cache_gib']} GiB, built in {m['cache_seconds']} s |",
         ]
+    return "\n".join(rows)
+
+
+def multifidelity_table(data: dict[str, Any]) -> str:
+    rows = [
+        "| task | seeds | evals in time: full / halving (full-budget) | HV over best reference: full / halving | HV over chance: full / halving | halving's time to full's HV (over chance) | dropped heads that would enter the front |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task, t in data["tasks"].items():
+        seeds = list(t["seeds"].values())
+
+        def per_seed(f: Any, seeds: list[dict[str, Any]] = seeds) -> str:
+            return " / ".join(f(v) for v in seeds)
+
+        evals = per_seed(
+            lambda v: (
+                f"{v['full']['evaluations_in_time']}-{v['halving']['evaluations_in_time']} ({v['halving']['full_budget_in_time']})"
+            )
+        )
+        hv_ref = per_seed(
+            lambda v: (
+                f"{v['compare_over_best_reference']['full']:.3f}-{v['compare_over_best_reference']['halving']:.3f}"
+            )
+        )
+        hv_chance = per_seed(
+            lambda v: (
+                f"{v['compare_over_chance']['full']:.3f}-{v['compare_over_chance']['halving']:.3f}"
+            )
+        )
+
+        def share(v: dict[str, Any]) -> str:
+            x = v["compare_over_chance"]["halving_time_to_full_share"]
+            return "not reached" if x is None else f"{x:.2f}"
+
+        drops = [v["halving"]["dropped"] for v in seeds]
+        dropped = f"{sum(d['would_enter_front'] for d in drops)} of {sum(d['trained_to_full'] for d in drops)}"
+        rows.append(
+            f"| {task} | {len(t['seeds'])} | {evals} | {hv_ref} | {hv_chance} | {per_seed(share)} | {dropped} |"
+        )
     return "\n".join(rows)
 
 
@@ -311,6 +360,7 @@ def main() -> None:
         ("search_quality", quality_table),
         ("search_vs_random", svr_table),
         ("search_speed", speed_table),
+        ("multifidelity", multifidelity_table),
         ("export_speed", export_table),
         ("cpu_ceiling", ceiling_table),
         ("gpu_check", gpu_table),

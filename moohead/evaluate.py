@@ -21,7 +21,7 @@ from moohead.genome import Genome
 from moohead.heads import Head
 from moohead.rundir import WeightStore
 from moohead.stop import StopFlag
-from moohead.train import TrainingDiverged, TrainResult
+from moohead.train import TRAINING_FAILURES, TrainingDiverged, TrainResult
 from moohead.trainer import Outcome, Trainer
 
 
@@ -98,7 +98,7 @@ class Evaluator:
             self._measure(ev, outcome)
         except TrainingDiverged as exc:
             ev.reason = f"diverged: {exc}"
-        except (RuntimeError, ValueError, MemoryError) as exc:
+        except TRAINING_FAILURES as exc:
             # A genome that cannot be trained (or does not fit in memory) is a result, not
             # the end of the search; CUDA's OutOfMemoryError is a RuntimeError.
             if torch.cuda.is_available():

@@ -24,7 +24,7 @@ from moohead.genome import Genome
 from moohead.metrics import compute_metrics
 from moohead.splits import SearchSplits
 from moohead.tasks import Task
-from moohead.train import HeadFit, TrainConfig, TrainResult
+from moohead.train import HeadFit, StartBatch, TrainConfig, TrainResult
 
 # name -> "module:class"; imported on use, so a fidelity's dependencies load only when chosen
 FIDELITY_CLASSES = {
@@ -74,7 +74,7 @@ class Fidelity(Protocol):
 
     def start(
         self, genomes: list[Genome], data: SearchData, cfg: TrainConfig, seeds: list[int]
-    ) -> tuple[list[HeadFit | BaseException], Callable[[np.ndarray], None] | None]:
+    ) -> tuple[list[HeadFit | BaseException], StartBatch]:
         """Fresh heads of one planned group, and what ``drive`` tells before each batch
         (their shared reads), if anything."""
         ...

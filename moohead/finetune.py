@@ -26,6 +26,7 @@ from moohead.metrics import compute_metrics
 from moohead.tokens import TokenSplit, TokenView, tokenize_split
 from moohead.train import (
     HeadFit,
+    StartBatch,
     TrainConfig,
     TrainResult,
     in_length_order,
@@ -173,7 +174,7 @@ class FinetuneFidelity:
 
     def start(
         self, genomes: list[Genome], data: SearchData, cfg: TrainConfig, seeds: list[int]
-    ) -> tuple[list[HeadFit | BaseException], Callable[[np.ndarray], None] | None]:
+    ) -> tuple[list[HeadFit | BaseException], StartBatch]:
         return [
             started(start_finetune, g, data, cfg, s) for g, s in zip(genomes, seeds, strict=True)
         ], None

@@ -18,7 +18,15 @@ from moohead.fused import FusedModel
 from moohead.genome import Genome
 from moohead.heads import Head, build_head
 from moohead.metrics import compute_metrics
-from moohead.train import HeadFit, TrainConfig, TrainResult, in_length_order, started, train_alone
+from moohead.train import (
+    HeadFit,
+    StartBatch,
+    TrainConfig,
+    TrainResult,
+    in_length_order,
+    started,
+    train_alone,
+)
 
 
 def read_states(genome: Genome) -> list[int]:
@@ -112,7 +120,8 @@ class SharedReads:
             if isinstance(store, FeatureStore):
                 self.wants.setdefault(id(store), set()).update(read_states(genome))
 
-    def start(self, batch: np.ndarray) -> None:
+    def start(self, batch: np.ndarray | None) -> None:
+        """A new batch is coming (None: no more; drop what was read)."""
         self.batch = batch
         self.read.clear()
 
@@ -275,7 +284,7 @@ class FrozenFidelity:
 
     def start(
         self, genomes: list[Genome], data: SearchData, cfg: TrainConfig, seeds: list[int]
-    ) -> tuple[list[HeadFit | BaseException], Callable[[np.ndarray], None] | None]:
+    ) -> tuple[list[HeadFit | BaseException], StartBatch]:
         reads = SharedReads(cfg.device)
         return [
             started(start_head, g, data, cfg, s, reads) for g, s in zip(genomes, seeds, strict=True)

@@ -244,7 +244,8 @@ class HeadFit:
             factor = _lr_lambda(cfg, self.schedule.total)
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.step = 0
-        self.best_score, self.best_state = -math.inf, copy.deepcopy(job.module.state_dict())
+        self.best_score = -math.inf
+        self.best_state: dict[str, Any] | None = None  # the module at its best check
         self.stale = 0
         self.converged = False  # stopped early: more budget changes nothing
         self.error: BaseException | None = None
@@ -297,7 +298,8 @@ class HeadFit:
         """The module at its best check, in label units, in eval mode: the trained module
         itself once training is over, else a copy (training may continue)."""
         module = self.job.module if not self.live else copy.deepcopy(self.job.module)
-        module.load_state_dict(self.best_state)
+        if self.best_state is not None:
+            module.load_state_dict(self.best_state)
         fold_scale(_head_of(module), self.shift, self.scale)
         return module.eval()
 
@@ -306,16 +308,20 @@ def _head_of(module: nn.Module) -> Head:
     return module if isinstance(module, Head) else module.head  # type: ignore[return-value]
 
 
+StartBatch = Callable[[np.ndarray | None], None] | None
+
+
 def drive(
     fits: list[HeadFit],
     budget: float,
-    start_batch: Callable[[np.ndarray], None] | None = None,
+    start_batch: StartBatch = None,
     check_stop: Callable[[], None] | None = None,
 ) -> None:
     """Train ``fits`` side by side to ``budget``: each batch goes to every live head in
-    turn (``start_batch`` is told first, so that reads can be shared). The heads must
-    stand at the same step on the same examples. A head whose training fails keeps its
-    exception in ``error`` and drops out; the others go on.
+    turn (``start_batch`` is told first, so that reads can be shared, and told None at the
+    end, so that nothing read stays in memory). The heads must stand at the same step on
+    the same examples. A head whose training fails keeps its exception in ``error`` and
+    drops out; the others go on.
     """
     live = [f for f in fits if f.live]
     if not live:
@@ -325,6 +331,21 @@ def drive(
     if any(f.step != step or not _same(f.lengths, first.lengths) for f in live):
         raise ValueError("heads trained together must stand at one step on the same examples")
     until = schedule.end(budget)
+    try:
+        _steps(live, step, until, start_batch, check_stop)
+    finally:
+        if start_batch is not None:
+            start_batch(None)
+
+
+def _steps(
+    live: list[HeadFit],
+    step: int,
+    until: int,
+    start_batch: StartBatch,
+    check_stop: Callable[[], None] | None,
+) -> None:
+    first, schedule = live[0], live[0].schedule
     while live and step < until:
         epoch, offset = divmod(step, schedule.per_epoch)
         for batch in epoch_batches(first.lengths, first.cfg, epoch)[offset:]:

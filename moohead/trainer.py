@@ -9,18 +9,15 @@ evaluator records as a failed evaluation.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Protocol
-
-import numpy as np
 
 from moohead.fidelity import Fidelity, SearchData
 from moohead.genome import Genome
 from moohead.stop import StopFlag
-from moohead.train import TRAINING_FAILURES, HeadFit, TrainConfig, TrainResult, drive
+from moohead.train import TRAINING_FAILURES, HeadFit, StartBatch, TrainConfig, TrainResult, drive
 
 Outcome = TrainResult | BaseException
-StartBatch = Callable[[np.ndarray], None] | None
 
 
 class Trainer(Protocol):
