@@ -42,6 +42,14 @@ def front(run_dir: Path, as_json: bool) -> None:
             f"{subset['split']} examples (stratified); pooled heads on all",
             highlight=False,
         )
+    by_budget = doc.get("evaluations_by_budget") or {}
+    if len(by_budget) > 1:
+        counts = ", ".join(f"{n} at {b}" for b, n in by_budget.items())
+        console.print(
+            f"successive halving: {counts} of the training budget; only full-budget heads "
+            "are on the front",
+            highlight=False,
+        )
     if doc.get("failed"):
         reasons = "; ".join(f"{n}x {why}" for why, n in (doc.get("failures") or {}).items())
         console.print(

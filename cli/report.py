@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from moohead.config import show_budgets
 from moohead.evaluation import Evaluation
 from moohead.progress import GenerationStats, Reporter
 
@@ -55,10 +56,11 @@ class RichReporter(Reporter):
 
     def evaluated(self, evaluation: Evaluation) -> None:
         e = evaluation
+        budget = "" if e.full else f" [dim]@{show_budgets([e.budget])}[/]"
         if e.ok and e.cost is not None:
             self.console.print(
                 f"  [dim]#{e.id:<4}[/] {e.score:7.4f}  {e.cost.flops / 1e9:6.2f} GFLOPs  "
-                f"{e.train_seconds:5.1f}s  [dim]{e.genome.describe()}[/]",
+                f"{e.train_seconds:5.1f}s  [dim]{e.genome.describe()}[/]{budget}",
                 highlight=False,
             )
         else:

@@ -25,7 +25,6 @@ from moohead.evaluate import Evaluator
 from moohead.evaluation import FAILED_OBJECTIVE, Evaluation
 from moohead.genome import Genome
 
-FULL = (1.0,)  # no halving: every head trains to the full budget
 RUNG_MARGIN = 1e15  # above any score, FLOPs or latency; below FAILED_OBJECTIVE
 
 
@@ -65,7 +64,7 @@ def promote(evaluations: list[Evaluation], objectives: Sequence[str], keep: int)
 class Halving:
     """The evaluator NSGA-II's problem calls: each batch of genomes goes through the
     budgets' rungs; every genome answers with its evaluation at the highest budget it
-    reached. With one budget (``FULL``) it is the plain evaluator.
+    reached. With one budget (``(1.0,)``) it is the plain evaluator.
     """
 
     def __init__(

@@ -250,6 +250,7 @@ class HeadFit:
         self.converged = False  # stopped early: more budget changes nothing
         self.error: BaseException | None = None
         self.seconds = 0.0
+        self.final: nn.Module | None = None
 
     @property
     def live(self) -> bool:
@@ -297,10 +298,14 @@ class HeadFit:
     def best_module(self) -> nn.Module:
         """The module at its best check, in label units, in eval mode: the trained module
         itself once training is over, else a copy (training may continue)."""
+        if self.final is not None:
+            return self.final
         module = self.job.module if not self.live else copy.deepcopy(self.job.module)
         if self.best_state is not None:
             module.load_state_dict(self.best_state)
         fold_scale(_head_of(module), self.shift, self.scale)
+        if not self.live:
+            self.final = module  # folded once: asking again gives the same module
         return module.eval()
 
 

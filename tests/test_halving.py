@@ -81,6 +81,11 @@ def test_a_search_with_budgets_resumes_after_sigkill_and_refuses_other_budgets(
     assert doc["evaluations_by_budget"] == {"1/3": budgets.count(1 / 3), "1": budgets.count(1.0)}
     full_ids = {r["id"] for r in records if r["budget"] == 1}
     assert {e["id"] for e in doc["front"]} <= full_ids  # only full-budget heads on the front
+    shown = subprocess.run([*run[:3], "front", str(ref)], env=env, capture_output=True, text=True)
+    low_n, full_n = budgets.count(1 / 3), budgets.count(1.0)
+    assert f"successive halving: {low_n} at 1/3, {full_n} at 1 of the training" in " ".join(
+        shown.stdout.split()
+    )
     # Same seed, same search: the same archive and front.
     again = tmp_path / "again"
     subprocess.run([*evolve_args(tiny_encoder_dir, glue_dir, again, cache), *BUDGETS],
