@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +40,28 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     atomic_write_json(path, {"machine": machine(), **data})
     print(json.dumps(data, indent=1)[:4000])
     return path
+
+
+def run_task_seeds(
+    args: Any,
+    name: str,
+    one: Callable[[str, int, Any, Path], dict[str, Any]],
+    summarise: Callable[[dict[str, dict[str, Any]]], dict[str, Any]],
+) -> None:
+    """Run ``one(task, seed, args, work)`` for each of ``args.tasks`` x ``args.seeds``,
+    keeping the results of tasks and seeds not rerun; the results file is rewritten (with
+    each task's ``summarise`` of its seeds) after every run, so a long benchmark stopped
+    midway keeps what it measured."""
+    import tempfile
+
+    path = RESULTS / f"{name}.json"
+    tasks: dict[str, Any] = json.loads(path.read_text())["tasks"] if path.exists() else {}
+    with tempfile.TemporaryDirectory(prefix=f"moohead-{name}-") as tmp:
+        for task in args.tasks.split(","):
+            entry = tasks.setdefault(task, {"seeds": {}})
+            for seed in (int(s) for s in args.seeds.split(",")):
+                entry["seeds"][str(seed)] = one(task, seed, args, Path(tmp))
+                entry["summary"] = summarise(entry["seeds"])
+                config = vars(args) | {"cache_dir": str(args.cache_dir)}
+                write_result(name, {"config": config, "tasks": tasks})
+    print(f"results in {path}")

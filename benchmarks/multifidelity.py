@@ -30,16 +30,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import shutil
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import RESULTS, glue_dir, write_result
+from common import glue_dir, run_task_seeds
 from search_vs_random import hv_over_reference
 
 from moohead.config import SearchConfig, show_budgets
@@ -258,17 +256,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: moohead's")
     parser.add_argument("--name", default=NAME, help="results file name (a smoke run: other)")
     args = parser.parse_args()
-    previous = RESULTS / f"{args.name}.json"
-    tasks: dict[str, Any] = json.loads(previous.read_text())["tasks"] if previous.exists() else {}
-    with tempfile.TemporaryDirectory(prefix="moohead-mf-") as tmp:
-        for task in args.tasks.split(","):
-            entry = tasks.setdefault(task, {"seeds": {}})
-            for seed in (int(s) for s in args.seeds.split(",")):
-                entry["seeds"][str(seed)] = one_seed(task, seed, args, Path(tmp))
-                entry["summary"] = summarise(entry["seeds"])
-                config = vars(args) | {"cache_dir": str(args.cache_dir)}
-                write_result(args.name, {"config": config, "tasks": tasks})
-    print(f"results in {previous}")
+    run_task_seeds(args, args.name, one_seed, summarise)
 
 
 if __name__ == "__main__":

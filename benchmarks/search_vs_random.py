@@ -26,15 +26,13 @@ over every evaluation.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import RESULTS, glue_dir, write_result
+from common import glue_dir, run_task_seeds
 
 from moohead.config import SearchConfig
 from moohead.evaluation import Evaluation
@@ -177,17 +175,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: moohead's")
     parser.add_argument("--name", default=NAME, help="results file name (a smoke run: other)")
     args = parser.parse_args()
-    previous = RESULTS / f"{args.name}.json"
-    tasks: dict[str, Any] = json.loads(previous.read_text())["tasks"] if previous.exists() else {}
-    with tempfile.TemporaryDirectory(prefix="moohead-svr-") as tmp:
-        for task in args.tasks.split(","):
-            entry = tasks.setdefault(task, {"seeds": {}})
-            for seed in (int(s) for s in args.seeds.split(",")):
-                entry["seeds"][str(seed)] = one_search(task, seed, args, Path(tmp))
-                entry["summary"] = summarise(entry["seeds"])
-                config = vars(args) | {"cache_dir": str(args.cache_dir)}
-                write_result(args.name, {"config": config, "tasks": tasks})
-    print(f"results in {previous}")
+    run_task_seeds(args, args.name, one_search, summarise)
 
 
 if __name__ == "__main__":
