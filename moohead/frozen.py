@@ -71,11 +71,21 @@ def head_inputs(
 
 
 def run_head(
-    head: Head, stores: list[Store], genome: Genome, indices: np.ndarray, device: str
+    head: Head,
+    stores: list[Store],
+    genome: Genome,
+    indices: np.ndarray,
+    device: str,
+    reads: SharedReads | None = None,
 ) -> torch.Tensor:
-    """The head's outputs for a batch, on token states or on pre-pooled vectors."""
+    """The head's outputs for a batch, on token states or on pre-pooled vectors (taken
+    from the group's shared ``reads`` when given)."""
     pooled = bool(stores) and isinstance(stores[0], PooledStore)
-    out: torch.Tensor = head(*head_inputs(stores, genome, indices, device), pooled=pooled)
+    if reads is None:
+        inputs = head_inputs(stores, genome, indices, device)
+    else:
+        inputs = reads.inputs(stores, genome, indices)
+    out: torch.Tensor = head(*inputs, pooled=pooled)
     return out
 
 
@@ -172,11 +182,7 @@ class FrozenJob:
         return order_lengths(self.train)
 
     def forward(self, batch: np.ndarray) -> torch.Tensor:
-        if self.reads is None:
-            return run_head(self.head, self.stores, self.genome, batch, self.cfg.device)
-        inputs = self.reads.inputs(self.stores, self.genome, batch)
-        out: torch.Tensor = self.head(*inputs, pooled=isinstance(self.stores[0], PooledStore))
-        return out
+        return run_head(self.head, self.stores, self.genome, batch, self.cfg.device, self.reads)
 
     def predict_stop(self) -> np.ndarray:
         return predict(self.head, self.stop, self.genome, self.cfg)
