@@ -15,6 +15,7 @@ the difference is what storage alone changes.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import glue_dir, write_result
+from common import RESULTS, glue_dir, write_result
 
 from moohead.data import load_split
 from moohead.encoder import load_encoder
@@ -72,7 +73,12 @@ def run_task(name: str, args: argparse.Namespace, cache_root: Path) -> dict[str,
     cut = search_splits(train, task.is_regression, args.max_train, 0.15, 0.1, 0)
     encoder, tokenizer, info = load_encoder(None)
     cfg = TrainConfig(batch_size=64, max_epochs=args.max_epochs, patience=3)
-    out: dict[str, Any] = {"metric": task.metric_name, "heads": {}, "cache": {}}
+    out: dict[str, Any] = {
+        "metric": task.metric_name,
+        "seeds": args.seeds,
+        "heads": {},
+        "cache": {},
+    }
     scores: dict[str, dict[str, list[float]]] = {}
     for storage in ("fp16", "int8"):
         ctx = PrepareContext(
@@ -105,6 +111,9 @@ def run_task(name: str, args: argparse.Namespace, cache_root: Path) -> dict[str,
             "fp16_mean": round(float(fp16.mean()), 2),
             "int8_mean": round(float(int8.mean()), 2),
             "difference": round(float(int8.mean() - fp16.mean()), 2),
+            # spread of the paired (same seed) differences, and its standard error
+            "difference_sd": round(float(np.std(int8 - fp16, ddof=1)), 2),
+            "difference_se": round(float(np.std(int8 - fp16, ddof=1) / np.sqrt(len(fp16))), 2),
         }
     return out
 
@@ -116,18 +125,21 @@ def main() -> None:
         "--seeds", default="11,22,33", type=lambda s: [int(x) for x in s.split(",")]
     )
     parser.add_argument("--max-train", type=int, default=8000)
+    parser.add_argument("--name", default=NAME, help="results file name (a smoke run: other)")
     parser.add_argument("--max-epochs", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results: dict[str, Any] = {}
+    # Tasks run before (another --tasks) are kept; the ones run now replace theirs.
+    done = RESULTS / f"{args.name}.json"
+    results: dict[str, Any] = json.loads(done.read_text())["tasks"] if done.is_file() else {}
     with tempfile.TemporaryDirectory(prefix="cache-int8-") as tmp:
         for name in args.tasks.split(","):
             results[name] = run_task(name, args, Path(tmp) / name)
     write_result(
-        NAME,
+        args.name,
         {
-            "config": {k: v for k, v in vars(args).items()},
+            "config": {k: v for k, v in vars(args).items() if k not in ("tasks", "seeds", "name")},
             "target": "|int8 - fp16| <= 0.3 points on the best front head of every task",
             "tasks": results,
         },
@@ -136,3 +148,24 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+NAMES = {"best": "best", "baseline": "HF head", "mean_probe": "mean probe"}
+
+
+def table(data: dict[str, Any]) -> str:
+    """benchmarks/README.md's table of a result."""
+    rows = [
+        "| task | head | seeds | fp16 | int8 | int8 - fp16: mean ± sd (standard error) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, t in data["tasks"].items():
+        for head, h in t["heads"].items():
+            name = f"{NAMES[head]}: `{h['genome']}`" if head == "best" else NAMES[head]
+            sd = h.get("difference_sd")
+            spread = "" if sd is None else f" ± {sd} ({h['difference_se']})"
+            rows.append(
+                f"| {task} ({t['metric']}) | {name} | {len(t['seeds'])} | {h['fp16_mean']} "
+                f"| {h['int8_mean']} | {h['difference']:+.2f}{spread} |"
+            )
+    return "\n".join(rows)

@@ -97,12 +97,17 @@ def measure(
         features = cached_split(PrepareContext(model, tokenizer, info, task, cfg), split_name, part)
         build = time.perf_counter() - start
         nbytes = cache_size_bytes([features])
+        files = [f for f in cache.rglob("*") if f.is_file()]
+        pooled = sum(f.stat().st_size for f in files if f.name.startswith("pooled_"))
+        token = sum(f.stat().st_size for f in files if f.name.startswith("tokens_"))
         tokens = int(sum(v.lengths.astype(np.int64).sum() for v in features.views.values()))
         out[storage] = {
             "bytes": nbytes,
             "tokens": tokens,
             "bytes_per_example": round(nbytes / len(part), 1),
             "bytes_per_token": round(nbytes / tokens, 1),
+            "pooled_bytes_per_example": round(pooled / len(part), 1),
+            "token_bytes_per_token": round(token / tokens, 1),
             "build_seconds": round(build, 2),
             "build_over_plain": round(build / plain, 3),
             "projected_split_gib": round(nbytes / len(part) * len(full) / 2**30, 3),
@@ -137,11 +142,50 @@ def main() -> None:
     pairs = result["encoders"].get("bert768", {}).get("tasks", {}).get("pairs400k")
     if pairs:
         result["mnli_projection_768"] = {
-            storage: round(pairs[storage]["bytes_per_example"] * MNLI_TRAIN_PAIRS / 2**30, 2)
+            storage: {
+                "all_token_states_gib": gib(pairs[storage]["bytes_per_example"]),
+                "pooled_only_gib": gib(pairs[storage]["pooled_bytes_per_example"]),
+            }
             for storage in args.storages.split(",")
         }
         write_result(args.name, result)
 
 
+def gib(bytes_per_pair: float) -> float:
+    """GiB for MNLI's training pairs at ``bytes_per_pair``."""
+    return round(bytes_per_pair * MNLI_TRAIN_PAIRS / 2**30, 2)
+
+
 if __name__ == "__main__":
     main()
+
+
+def table(data: dict[str, Any]) -> str:
+    """benchmarks/README.md's table of a result."""
+    rows = [
+        "| encoder | task | sample / split | int8 KB per example (pooled) | int8 B per token | fp16 KB per example | build / plain pass (int8, fp16) | whole split int8 / fp16 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for name, enc in data["encoders"].items():
+        for task, t in enc["tasks"].items():
+            i8, f16 = t["int8"], t["fp16"]
+            rows.append(
+                f"| {name} ({enc['layers']}x{enc['hidden']}) | {task} | {t['examples']} / "
+                f"{t['split_examples']:,} | {i8['bytes_per_example'] / 1e3:.1f} "
+                f"({i8['pooled_bytes_per_example'] / 1e3:.1f}) | {i8['token_bytes_per_token']:.0f} "
+                f"| {f16['bytes_per_example'] / 1e3:.1f} | {i8['build_over_plain']:.2f}x, "
+                f"{f16['build_over_plain']:.2f}x | {i8['projected_split_gib']:.2f} / "
+                f"{f16['projected_split_gib']:.2f} GiB |"
+            )
+    mnli = data.get("mnli_projection_768")
+    if mnli:
+        rows += [
+            "",
+            "| MNLI training set (392,702 pairs), 12x768 encoder | int8 | fp16 |",
+            "|---|---|---|",
+            f"| every token state cached | {mnli['int8']['all_token_states_gib']} GiB | "
+            f"{mnli['fp16']['all_token_states_gib']} GiB |",
+            f"| pooled vectors only (`--token-states recompute`) | "
+            f"**{mnli['int8']['pooled_only_gib']} GiB** | {mnli['fp16']['pooled_only_gib']} GiB |",
+        ]
+    return "\n".join(rows)

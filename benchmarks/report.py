@@ -9,8 +9,11 @@ import json
 import re
 from typing import Any
 
+from cache_int8 import table as cache_int8_table
+from cache_scale import table as cache_scale_table
 from common import RESULTS, ROOT
 from latency_runtime import table as latency_runtime_table
+from scale_search import table as scale_search_table
 from serve_load import table as serve_load_table
 
 README = ROOT / "benchmarks" / "README.md"
@@ -375,6 +378,9 @@ def main() -> None:
         ("ray_overhead", ray_table),
         ("serve_load", serve_load_table),
         ("latency_runtime", latency_runtime_table),
+        ("cache_int8", cache_int8_table),
+        ("cache_scale", cache_scale_table),
+        ("scale_search", scale_search_table),
     )
     for name, render in renders:
         data = _load(name)

@@ -15,6 +15,7 @@ from moohead.config import (
     FIDELITIES,
     LATENCY_RUNTIMES,
     OBJECTIVES,
+    TOKEN_STATES,
     SearchConfig,
     default_cache_dir,
     default_data_dir,
@@ -105,14 +106,24 @@ def _objectives(ctx: click.Context, param: click.Parameter, value: str) -> tuple
     type=click.Choice(CACHE_STORAGES),
     default=D.cache_storage,
     show_default=True,
-    help="Token states in the feature cache: fp16, or int8 with one scale per token (half).",
+    help="Token states and pooled vectors in the feature cache: int8 with one scale per "
+    "token (half of fp16), or fp16.",
 )
 @click.option(
     "--cache-budget",
     default=None,
     metavar="SIZE",
-    help="Most disk the feature cache may take, e.g. 20G [default: half the free disk]. "
-    "When token states do not fit, token-level heads train on a stratified subset.",
+    help="Most disk the feature cache may take, e.g. 20G [default: half the free disk].",
+)
+@click.option(
+    "--token-states",
+    type=click.Choice(TOKEN_STATES),
+    default=D.token_states,
+    show_default=True,
+    help="cache: every token state on disk; subset: token-level heads train on a stratified "
+    "subset of search-train that fits --cache-budget; recompute: the cut encoder recomputes "
+    "them each batch (pooled vectors only on disk); auto: cache if it fits, else recompute "
+    "on a GPU, subset on a CPU.",
 )
 @click.option(
     "--max-epochs", type=int, default=D.max_epochs, show_default=True, help="Epoch budget per head."

@@ -35,11 +35,19 @@ def front(run_dir: Path, as_json: bool) -> None:
             f"{doc.get('fidelity', 'frozen')} scores above",
             highlight=False,
         )
-    subset = (run.stored("cache") or {}).get("token_subset")
+    cache = run.stored("cache") or {}
+    subset = cache.get("token_subset")
     if subset:
         console.print(
-            f"cache budget: token-level heads trained on {subset['rows']} of {subset['of']} "
-            f"{subset['split']} examples (stratified); pooled heads on all",
+            f"token states: token-level heads trained on {subset['rows']} of {subset['of']} "
+            f"{subset['split']} examples (stratified, within the cache budget); pooled heads "
+            "on all",
+            highlight=False,
+        )
+    elif cache.get("token_states") == "recompute":
+        console.print(
+            "token states: recomputed by the cut encoder batch by batch (the cache holds "
+            "pooled vectors only); every head trained on all of search-train",
             highlight=False,
         )
     by_budget = doc.get("evaluations_by_budget") or {}

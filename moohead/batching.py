@@ -31,7 +31,9 @@ def input_names(side_names: Sequence[str], siamese: bool) -> list[str]:
 
 
 def pad(
-    ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]] | None, pad_id: int
+    ids: Sequence[Sequence[int] | np.ndarray],
+    types: Sequence[Sequence[int] | np.ndarray] | None,
+    pad_id: int,
 ) -> dict[str, np.ndarray]:
     """Right-pad examples to the longest of them.
 

@@ -20,7 +20,8 @@ EXECUTORS = ("local", "ray")
 LATENCY_RUNTIMES = ("ort", "torch")  # ONNX Runtime on the exported graph; PyTorch eager
 
 
-CACHE_STORAGES = ("fp16", "int8")  # token states in the feature cache (cache_store.STORAGES)
+CACHE_STORAGES = ("int8", "fp16")  # token states in the feature cache (cache_store.STORAGES)
+TOKEN_STATES = ("auto", "cache", "subset", "recompute")  # cache_plan.TOKEN_STATES
 
 
 BUDGETS_USAGE = "--budgets takes increasing fractions in (0, 1] ending at 1, e.g. 1/9,1/3,1"
@@ -88,10 +89,15 @@ class SearchConfig:
         objectives: Subset of ``score``, ``flops``, ``latency`` (score is required).
         device: ``auto``, ``cpu`` or ``cuda``.
         cache_dir: Feature cache folder; None = ``default_cache_dir()``.
-        cache_storage: Token states in the cache: ``fp16``, or ``int8`` (one scale per token).
+        cache_storage: Token states and pooled vectors in the cache: ``int8`` (one scale
+            per token and per vector; the default, within noise of fp16 in
+            ``benchmarks/cache_int8.py``) or ``fp16``.
         cache_budget: Most disk the run's feature caches may take (``20G``, ``512M``);
-            None = half the free disk. Token heads train on a stratified subset of
-            search-train when its token states do not fit (see ``cache_plan.py``).
+            None = half the free disk.
+        token_states: What the run does with token states (``cache_plan.py``): ``cache``
+            them all, train token-level heads on a stratified ``subset`` that fits, or
+            ``recompute`` them with the cut encoder batch by batch; ``auto``: cache when
+            they fit the budget, else recompute on a GPU and take the subset on a CPU.
         batch_size: Head training batch size.
         max_epochs: Epoch budget per head (early stopping may end sooner).
         patience: Epochs without search-stop improvement before stopping.
@@ -127,8 +133,9 @@ class SearchConfig:
     objectives: tuple[str, ...] = OBJECTIVES
     device: str = "auto"
     cache_dir: Path | None = None
-    cache_storage: str = "fp16"
+    cache_storage: str = "int8"
     cache_budget: str | None = None
+    token_states: str = "auto"
     batch_size: int = 64
     max_epochs: int = 12
     patience: int = 3
@@ -183,6 +190,11 @@ class SearchConfig:
                 self.cache_storage in CACHE_STORAGES,
                 f"--cache-storage must be one of {', '.join(CACHE_STORAGES)}, "
                 f"got {self.cache_storage!r}",
+            ),
+            (
+                self.token_states in TOKEN_STATES,
+                f"--token-states must be one of {', '.join(TOKEN_STATES)}, "
+                f"got {self.token_states!r}",
             ),
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
             (

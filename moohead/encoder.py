@@ -6,6 +6,8 @@ import copy
 import hashlib
 import inspect
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +154,28 @@ def truncate(model: Any, depth: int) -> Any:
     if getattr(cut, "pooler", None) is not None:
         cut.pooler = None  # BERT's pooler is not part of the fused model: the head is
     return cut
+
+
+@contextmanager
+def cut_to(model: Any, depth: int) -> Iterator[Any]:
+    """``model`` with only its first ``depth`` transformer layers for the duration: no copy,
+    the layer list is swapped in place and put back (one caller at a time)."""
+    import torch
+
+    layers = layer_list(model)
+    if not 1 <= depth <= len(layers):
+        raise ValueError(f"depth {depth} outside 1..{len(layers)}")
+    parent_path = next(p for p in LAYER_PATHS if _get(model, p) is layers)
+    parent_attr, _, leaf = parent_path.rpartition(".")
+    parent = _get(model, parent_attr) if parent_attr else model
+    full = model.config.num_hidden_layers
+    setattr(parent, leaf, torch.nn.ModuleList(list(layers)[:depth]))
+    model.config.num_hidden_layers = depth
+    try:
+        yield model
+    finally:
+        setattr(parent, leaf, layers)
+        model.config.num_hidden_layers = full
 
 
 def _get(obj: Any, dotted: str) -> Any:

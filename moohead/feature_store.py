@@ -37,7 +37,6 @@ class FeatureStore:
         self.states: tuple[int, ...] = meta.states
         self.hidden, self.storage = meta.hidden, meta.storage
         self._maps: dict[tuple[int, str], np.ndarray] = {}
-        self._pooled: dict[tuple[int, str], np.ndarray] = {}
 
     @classmethod
     def open(cls, root: Path, view: str, rows: np.ndarray, chunks: list[Chunk]) -> FeatureStore:
@@ -91,9 +90,8 @@ class FeatureStore:
         return self._maps[key]
 
     def release(self) -> None:
-        """Unmap the files and drop pooled vectors, so memory follows what one genome reads."""
+        """Unmap the files, so memory follows what one genome reads."""
         self._maps.clear()
-        self._pooled.clear()
 
     def _token_rows(self, chunk: int, state: int, rows: np.ndarray) -> torch.Tensor:
         if self.storage == "int8":
@@ -132,24 +130,26 @@ class FeatureStore:
                     out[j, sel] = self._token_rows(int(c), s, rows[sel.numpy()])
         return out.masked_fill_(~mask.unsqueeze(-1), 0.0), mask
 
-    def pooled(self, index: int, how: str) -> np.ndarray:
-        """``[n, hidden]`` float32 ``how`` (cls, mean or max) vectors of hidden state ``index``.
+    def pooled(self, index: int, how: str, positions: np.ndarray | None = None) -> np.ndarray:
+        """``[n, hidden]`` float32 ``how`` (cls, mean or max) vectors of hidden state ``index``
+        for the examples at ``positions`` (None: all).
 
-        Read from the cache's pooled files (written once, with the token states) and kept
-        until ``release``.
+        Read from the cache's pooled files (written once, with the token states), memory-
+        mapped: a training batch pages in its rows only, so memory does not grow with the
+        split (a 400k-pair split's fp32 vectors would take 0.6 GB per state and pool).
         """
-        key = (index, how)
-        if key not in self._pooled:
-            name, dtype = pooled_file(index, how, self.storage)
-            chunk, ppos = self._where["pchunk"], self._where["ppos"]
-            out = np.empty((len(self), self.hidden), dtype=np.float32)
-            for c in np.unique(chunk):
-                sel = np.flatnonzero(chunk == c)
-                out[sel] = self._map(int(c), name, dtype, self.hidden)[ppos[sel]]
-                if self.storage == "int8":
-                    out[sel] *= self._map(int(c), name + ".scale", "float32", 1)[ppos[sel], None]
-            self._pooled[key] = out
-        return self._pooled[key]
+        name, dtype = pooled_file(index, how, self.storage)
+        chunk, ppos = self._where["pchunk"], self._where["ppos"]
+        if positions is not None:
+            chunk, ppos = chunk[positions], ppos[positions]
+        out = np.empty((len(chunk), self.hidden), dtype=np.float32)
+        present = np.unique(chunk)
+        for c in present:
+            sel = slice(None) if len(present) == 1 else np.flatnonzero(chunk == c)
+            out[sel] = self._map(int(c), name, dtype, self.hidden)[ppos[sel]]
+            if self.storage == "int8":
+                out[sel] *= self._map(int(c), name + ".scale", "float32", 1)[ppos[sel], None]
+        return out
 
     def spec(self) -> dict[str, Any]:
         """What a worker needs to open this store again (``from_spec``)."""
@@ -188,7 +188,7 @@ class PooledStore:
     def gather(self, indices: np.ndarray, states: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         pooled = np.stack(
             [
-                np.stack([self.store.pooled(s, how)[indices] for how in self.pieces], axis=1)
+                np.stack([self.store.pooled(s, how, indices) for how in self.pieces], axis=1)
                 for s in states
             ]
         )

@@ -46,6 +46,7 @@ from moohead.encoder import EncoderInfo
 from moohead.errors import MooheadError
 from moohead.feature_store import FeatureStore, PooledStore, SplitFeatures
 from moohead.genome import Genome
+from moohead.recompute import EncodedStore, LiveEncoder, TokenIds
 from moohead.tasks import Task
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "cache_size_bytes",
     "cached_split",
     "read_views",
+    "view_rows",
     "views_for",
 ]
 
@@ -116,6 +118,8 @@ class PrepareContext:
             returns a callback that is given the number of examples done per batch.
         token_rows: Split name -> the source rows whose token states are cached (the
             disk budget's subset, ``cache_plan.py``); a split not named gets all.
+        recompute: When set, no token state is cached: the cache holds pooled vectors
+            and this encoder recomputes token states batch by batch (``recompute.py``).
     """
 
     encoder: Any
@@ -125,6 +129,7 @@ class PrepareContext:
     cache: CacheConfig
     progress: Callable[[str, int], ProgressFn] | None = None
     token_rows: dict[str, np.ndarray] = field(default_factory=dict)
+    recompute: LiveEncoder | None = None
 
 
 def encode_chunk(
@@ -230,6 +235,23 @@ def write_state(
             put(name, x.to(torch.float32 if dtype == "float32" else torch.float16))
 
 
+SHARED_SIDES = ("a", "b")  # views whose identical texts share one cache row
+
+
+def view_rows(view: str, texts: list[list[str]], rows: np.ndarray) -> np.ndarray:
+    """The cache row of each example of a view: its source row, except in a side of a pair
+    (``SHARED_SIDES``), where examples with the same sentence share the smallest source
+    row among them. Sides repeat: MNLI gives each premise three hypotheses, QQP's
+    questions recur, and a sentence is encoded alone the same way wherever it occurs."""
+    if view not in SHARED_SIDES:
+        return rows
+    out = rows.copy()
+    first: dict[str, int] = {}
+    for i in np.argsort(rows, kind="stable"):
+        out[i] = first.setdefault(texts[0][i], int(rows[i]))
+    return out
+
+
 def cache_views(task: Task, cfg: CacheConfig) -> dict[str, tuple[int, ...]]:
     """The views cached for a task: each side of a pair only when ``cfg.siamese``."""
     views = views_for(task)
@@ -332,19 +354,22 @@ def cached_split(ctx: PrepareContext, split_name: str, data: Split) -> SplitFeat
     except OSError as exc:
         raise cache_error(ctx.cache.cache_dir, exc) from exc
     source = source_cache(ctx, origin)
-    token_rows = ctx.token_rows.get(split_name)
-    views = {
-        view: grow_view(
-            ctx,
-            source,
-            view,
-            [data.texts[c] for c in columns],
-            origin.rows,
-            f"{split_name}/{view}",
-            token_rows,
-        )
-        for view, columns in cache_views(ctx.task, ctx.cache).items()
-    }
+    live = ctx.recompute
+    token_rows = np.zeros(0, np.int64) if live else ctx.token_rows.get(split_name)
+    views: dict[str, FeatureStore] = {}
+    for view, columns in cache_views(ctx.task, ctx.cache).items():
+        texts = [data.texts[c] for c in columns]
+        rows = view_rows(view, texts, origin.rows)
+        # the examples' own rows name the token subset: the rows they read in this view
+        tokens = None if token_rows is None else rows[np.isin(origin.rows, token_rows)]
+        label = f"{split_name}/{view}"
+        views[view] = grow_view(ctx, source, view, texts, rows, label, tokens)
+    if live is not None:
+        types = ctx.info.uses_token_type_ids
+        for view, columns in cache_views(ctx.task, ctx.cache).items():
+            texts = [data.texts[c] for c in columns]
+            ids = TokenIds.of(ctx.tokenizer, texts, ctx.cache.max_length, types)
+            views[view] = EncodedStore(views[view], ids, live)
     return SplitFeatures(views, data.labels)
 
 

@@ -18,6 +18,7 @@ from moohead.fused import FusedModel
 from moohead.genome import Genome
 from moohead.heads import Head, build_head
 from moohead.metrics import compute_metrics
+from moohead.recompute import open_store
 from moohead.train import (
     HeadFit,
     StartBatch,
@@ -115,8 +116,8 @@ class SharedReads:
     """Each training batch's token states, read once for every head of a group.
 
     Per store, the group's heads ask for some layers; the first head to ask for a batch
-    gathers the union, the others take their layers from it. Pre-pooled vectors are held
-    in memory by their store and shared already.
+    gathers the union, the others take their layers from it. Pre-pooled vectors are a few
+    hundred bytes an example: each head reads its own rows of the memory-mapped files.
     """
 
     def __init__(self, device: str) -> None:
@@ -308,9 +309,20 @@ class FrozenFidelity:
         split.release()  # the next genome may read other layers: map only what it reads
 
     def ship(self, split: SplitFeatures, put: Callable[[Any], Any]) -> dict[str, Any]:
-        # Workers open the cache's files (a shared filesystem on a multi-node cluster).
-        return {"views": {k: s.spec() for k, s in split.views.items()}, "labels": split.labels}
+        # Workers open the cache's files (a shared filesystem on a multi-node cluster);
+        # token ids to recompute states from go through the object store.
+        views = {k: s.spec() for k, s in split.views.items()}
+        for view in views.values():
+            if "tokens" in view:
+                view["tokens"] = put(view["tokens"])
+        return {"views": views, "labels": split.labels}
 
     def receive(self, spec: dict[str, Any]) -> SplitFeatures:
-        views = {k: FeatureStore.from_spec(v) for k, v in spec["views"].items()}
+        views = {}
+        for name, view in spec["views"].items():
+            if "tokens" in view:
+                import ray
+
+                view = view | {"tokens": ray.get(view["tokens"])}
+            views[name] = open_store(view)
         return SplitFeatures(views, np.asarray(spec["labels"]))

@@ -25,7 +25,7 @@ IDENTITY_SETTINGS = (
     "budgets",
 )  # fmt: skip
 # What a run written before a setting existed did, as config.json stores it.
-IDENTITY_DEFAULTS: dict[str, Any] = {"budgets": [1.0]}
+IDENTITY_DEFAULTS: dict[str, Any] = {"budgets": [1.0], "cache_storage": "fp16"}
 
 
 def identity(settings: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -45,8 +45,9 @@ def check_identity(out: Path, stored: dict[str, Any] | None, current: dict[str, 
     others = sorted((set(stored) | set(current)) - set(IDENTITY_SETTINGS))
     for key in [*IDENTITY_SETTINGS, *others]:
         before = stored.get(key, IDENTITY_DEFAULTS.get(key))
-        if before != current.get(key):
-            was, now = _show(before), _show(current.get(key))
+        after = current.get(key, IDENTITY_DEFAULTS.get(key))
+        if before != after:
+            was, now = _show(before), _show(after)
             raise MooheadError(
                 f"cannot resume {out}: {key} differs (run: {was}, now: {now}); use the run's "
                 "settings, or pass --force-new to start over (the old run is kept beside it)"

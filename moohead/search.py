@@ -67,7 +67,8 @@ def _run_locked(cfg: SearchConfig, run: RunDir, rep: Reporter) -> dict[str, Any]
             if "latency" in cfg.objectives and not cfg.retime:
                 check_timing(cfg.out, run.stored("timing"), timing)
 
-    ws = prepare(cfg, rep.cache, check)  # validates cfg first
+    subset = (stored or {}).get("token_subset") or [None]  # (rows, of) when bounded
+    ws = prepare(cfg, rep.cache, check, subset[0])  # validates cfg first
     if ws.cache_bytes:
         rep.message(
             f"features ready in {ws.cache_seconds:.1f}s "

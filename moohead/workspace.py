@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from moohead.cache_plan import CachePlan, default_budget, parse_size, plan_cache
+from moohead.cache_plan import (
+    CachePlan,
+    PlanRequest,
+    default_budget,
+    parse_size,
+    plan_cache,
+)
 from moohead.config import SearchConfig, deterministic_cuda, resolve_device
 from moohead.data import load_split, resolve_task
 from moohead.encoder import check_max_length, load_encoder, resolve_model
@@ -18,6 +24,7 @@ from moohead.files import package_versions
 from moohead.genome import search_space
 from moohead.machine import timing_context
 from moohead.pooling import NativePooling, native_pooling
+from moohead.recompute import LiveEncoder
 from moohead.resume import identity
 from moohead.splits import search_splits
 from moohead.train import TrainConfig
@@ -86,20 +93,36 @@ def space_signature(num_layers: int, is_pair: bool) -> dict[str, Any]:
     }
 
 
-def plan_frozen_cache(cfg: SearchConfig, ctx: PrepareContext, splits: dict[str, Any]) -> CachePlan:
-    """The feature cache's plan within ``--cache-budget`` (default: half the free disk)."""
+def validation_context(ctx: PrepareContext) -> PrepareContext:
+    """How the validation splits are cached: in fp16 whatever ``--cache-storage`` says. They
+    score the front as it is deployed (the export gate holds the fp32 graph to the recorded
+    validation score, to 1e-3), and they are small beside the training split."""
+    return replace(ctx, cache=replace(ctx.cache, storage="fp16"))
+
+
+def plan_frozen_cache(
+    cfg: SearchConfig,
+    ctx: PrepareContext,
+    cut: dict[str, Any],
+    validation: dict[str, Any],
+    subset: int | None,
+) -> CachePlan:
+    """The feature cache's plan within ``--cache-budget`` (default: half the free disk);
+    ``subset``: the token subset's size a resumed run recorded."""
     budget = parse_size(cfg.cache_budget) if cfg.cache_budget else default_budget(cfg.features_dir)
-    return plan_cache(ctx, splits, budget, ctx.task.is_regression, cfg.seed)
+    request = PlanRequest(budget, cfg.seed, cfg.token_states, subset)
+    contexts = dict.fromkeys(validation, validation_context(ctx))
+    return plan_cache(ctx, cut | validation, request, contexts)
 
 
 def cache_identity(cfg: SearchConfig, plan: CachePlan | None) -> dict[str, Any]:
-    """What of the cache changes scores, where it differs from the default: int8 storage,
-    and the token subset of a bounded budget (a resume must train on the same rows)."""
-    out: dict[str, Any] = {}
-    if cfg.cache_storage != "fp16":
-        out["cache_storage"] = cfg.cache_storage
+    """What of the cache changes scores: its storage, the token subset of a bounded budget
+    (a resume must train on the same rows) and recomputed token states."""
+    out: dict[str, Any] = {"cache_storage": cfg.cache_storage}
     if plan is not None and plan.train_subset is not None:
         out["token_subset"] = list(plan.train_subset)
+    if plan is not None and plan.token_states == "recompute":
+        out["token_states"] = "recompute"
     return out
 
 
@@ -107,6 +130,7 @@ def prepare(
     cfg: SearchConfig,
     progress: ProgressFn | None = None,
     check: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+    subset: int | None = None,
 ) -> Workspace:
     """Load and check data and encoder, cut the search splits, and prepare every split.
 
@@ -115,6 +139,7 @@ def prepare(
             callback given the examples done per batch).
         check: Called with the search's identity and timing context once data and encoder
             are loaded and before the (possibly long) feature pass; a resume refuses there.
+        subset: The token subset's size a resumed run recorded (``cache_plan.plan_cache``).
     """
     import torch
 
@@ -137,18 +162,19 @@ def prepare(
     cache = CacheConfig(cfg.features_dir, cfg.max_length, device=device, storage=cfg.cache_storage)
     ctx = PrepareContext(encoder, tokenizer, info, task, cache, progress)
     # The disk budget is planned before any encoder pass; a budget too small is refused.
-    plan = (
-        plan_frozen_cache(cfg, ctx, cut.named() | validation) if fidelity.name == "frozen" else None
-    )
+    splits = cut.named() | validation
+    plan = None
+    if fidelity.name == "frozen":
+        plan = plan_frozen_cache(cfg, ctx, cut.named(), validation, subset)
     if plan is not None:
         ctx.token_rows = plan.token_rows
+        if plan.token_states == "recompute":
+            ctx.recompute = LiveEncoder(encoder, tokenizer.pad_token_id or 0, device, info.path)
     ident = identity(
         cfg.to_dict(),
         {
             "encoder": info.fingerprint,
-            "data": {
-                name: split.fingerprint() for name, split in (cut.named() | validation).items()
-            },
+            "data": {name: split.fingerprint() for name, split in splits.items()},
             "space": space_signature(info.num_layers, task.is_pair),
             "native_pooling": [native.pool, native.normalize],
         }
@@ -160,7 +186,8 @@ def prepare(
 
     t0 = time.perf_counter()
     data = prepare_search_data(fidelity, ctx, cut)
-    valid_s = {name: fidelity.prepare(ctx, name, split) for name, split in validation.items()}
+    vctx = validation_context(ctx)
+    valid_s = {name: fidelity.prepare(vctx, name, split) for name, split in validation.items()}
     seconds = time.perf_counter() - t0
     return Workspace(
         cfg=cfg,

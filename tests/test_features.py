@@ -161,6 +161,38 @@ def test_pair_tasks_cache_joint_and_each_side_only_when_asked(
         read_views(joint.views, Genome(depth=1, pair="siamese"))
 
 
+def test_a_sentence_repeated_in_one_side_of_pairs_is_encoded_once(
+    tiny_encoder_dir: Path, tmp_path: Path
+) -> None:
+    from moohead.cache_plan import CHUNK_OVERHEAD, PlanRequest, plan_cache
+    from moohead.cache_store import bytes_per_row
+
+    premises = ["good film", "a dull plot", "good film", "good film", "a dull plot"]
+    hypotheses = ["bad", "the plot", "dull", "bad film", "good"]
+    data = _split(premises, hypotheses).with_origin("train")
+    counter = Counter()
+    ctx = _ctx(tiny_encoder_dir, GLUE_TASKS["rte"], CacheConfig(tmp_path), counter)
+    planned = plan_cache(ctx, {"search-train": data}, PlanRequest(1 << 30))
+    feats = cached_split(ctx, "train", data)
+    assert counter.rows == 5 + 2 + 5  # joint: every pair; a: two sentences; b: five
+    per_row = bytes_per_row(2, 32, "fp16", 0)[0]  # the tiny encoder: 2 states, 32 wide
+    # the plan counts what is written: pooled vectors, and metadata of 6 chunks (pooled
+    # vectors and token states of 3 views)
+    assert planned.pooled == per_row * (5 + 2 + 5) + CHUNK_OVERHEAD * 6
+    a = feats.views["a"]
+    assert a.rows.tolist() == [0, 1, 0, 0, 1]
+    x, _ = a.gather(np.array([0, 2, 3]), [1, 2])
+    assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 0], x[:, 2])
+    np.testing.assert_array_equal(a.pooled(2, "mean")[0], a.pooled(2, "mean")[3])
+    # The disk budget's token subset (pair 3) gets token states in every view, its premise
+    # in the shared row 0; the other pairs get pooled vectors only.
+    fresh = _ctx(tiny_encoder_dir, GLUE_TASKS["rte"], CacheConfig(tmp_path / "subset"))
+    fresh.token_rows = {"train": np.array([3])}
+    sub = cached_split(fresh, "train", data)
+    assert sub.token_positions().tolist() == [3]
+    assert np.flatnonzero(sub.views["a"].has_tokens()).tolist() == [0, 2, 3]
+
+
 def test_int8_storage_keeps_one_scale_per_token(tiny_encoder_dir: Path, tmp_path: Path) -> None:
     texts = ["the movie was very good", "bad", "a film and a plot"]
     task = GLUE_TASKS["sst2"]
@@ -288,22 +320,22 @@ def test_a_full_disk_is_one_clear_error(
 def test_a_disk_budget_bounds_token_states_to_a_stratified_subset(
     tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path
 ) -> None:
-    from moohead.cache_plan import CHUNK_OVERHEAD, parse_size, plan_cache
+    from moohead.cache_plan import PlanRequest, parse_size, plan_cache
     from moohead.frozen import training_rows
 
     task = GLUE_TASKS["sst2"]
     train = load_split(task, "train", glue_dir)
     cut = search_splits(train, False, 200, 0.2, 0.1, 0).named()
     ctx = _ctx(tiny_encoder_dir, task, CacheConfig(tmp_path / "cache"))
-    full = plan_cache(ctx, cut, parse_size("1G"), False, 0)
+    full = plan_cache(ctx, cut, PlanRequest(parse_size("1G")))
     assert full.train_subset is None and not full.token_rows
     need = full.pooled + full.scoring_tokens
     # Too small for the pooled vectors: refused before anything is written, naming the size.
     with pytest.raises(MooheadError, match="too small: the cache needs at least"):
-        plan_cache(ctx, cut, full.pooled // 2, False, 0)
+        plan_cache(ctx, cut, PlanRequest(full.pooled // 2))
     assert not (tmp_path / "cache").exists()
-    budget = need + CHUNK_OVERHEAD * 2 * len(cut) + full.train_tokens // 2
-    plan = plan_cache(ctx, cut, budget, False, 0)
+    budget = need + full.train_tokens // 2
+    plan = plan_cache(ctx, cut, PlanRequest(budget))
     assert plan.train_subset is not None and 0 < plan.train_subset[0] < len(cut["search-train"])
     ctx.token_rows = plan.token_rows
     feats = {n: cached_split(ctx, n, s) for n, s in cut.items()}
@@ -341,3 +373,44 @@ def test_evolve_refuses_a_budget_too_small_in_one_line(
     assert code == 2 and err.strip().startswith("error: --cache-budget")
     assert len(err.strip().splitlines()) == 1 and "too small" in err
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.f16"))
+
+
+@pytest.mark.slow
+def test_a_resume_under_a_tight_budget_trains_on_the_same_token_subset(
+    tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cache holds the subset's token states by then, so what is missing (and would
+    fit) differs: the resume takes the recorded subset again instead of a new one."""
+    from conftest import run_cli
+
+    from moohead.cache_plan import PlanRequest, plan_cache
+    from moohead.workspace import validation_context
+
+    task = GLUE_TASKS["sst2"]
+    cut = search_splits(load_split(task, "train", glue_dir), False, None, 0.15, 0.1, 0).named()
+    splits = cut | {"validation": load_split(task, "validation", glue_dir)}
+    cfg = CacheConfig(tmp_path / "cache", 24, storage="int8")
+    ctx = _ctx(tiny_encoder_dir, task, cfg)
+    validation = {"validation": validation_context(ctx)}  # as the search caches it: fp16
+    full = plan_cache(ctx, splits, PlanRequest(1 << 40), validation)
+    budget = full.pooled + full.scoring_tokens + full.train_tokens // 2
+    args = [
+        "evolve", "--task", "sst2", "--model", str(tiny_encoder_dir),
+        "--data-dir", str(glue_dir), "--out", str(tmp_path / "run"),
+        "--cache-dir", str(tmp_path / "cache"), "--cache-budget", str(budget),
+        "--population", "4", "--generations", "1", "--max-length", "24", "--max-epochs", "2",
+        "--objectives", "score,flops",
+    ]  # fmt: skip
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    first = json.loads((tmp_path / "run" / "config.json").read_text())["cache"]
+    # int8 by default; validation in fp16, so it scores the front as deployed
+    cache = tmp_path / "cache"
+    assert list(cache.glob("sst2-train-*/*/*/tokens_01.i8"))
+    assert not list(cache.glob("sst2-train-*/*/*/tokens_01.f16"))
+    assert list(cache.glob("sst2-validation-*/*/*/tokens_01.f16"))
+    assert first["token_states"] == "subset" and first["token_subset"]["rows"] > 0
+    code, _, err = run_cli([*args, "--generations", "2"], capsys)  # the last value counts
+    assert code == 0, err  # refused before: "token_subset differs"
+    again = json.loads((tmp_path / "run" / "config.json").read_text())["cache"]
+    assert again["token_subset"] == first["token_subset"]

@@ -37,9 +37,21 @@ def _archive(out: Path) -> list[tuple[str, float | None, float]]:
     ]
 
 
+FULL, HALVING = (1.0,), (1 / 3, 1.0)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("fidelity", ["frozen", "finetune"])
-@pytest.mark.parametrize("budgets", [(1.0,), (1 / 3, 1.0)], ids=["full", "halving"])
+@pytest.mark.parametrize(
+    "fidelity, budgets",
+    [
+        ("frozen", FULL),
+        ("frozen", HALVING),
+        ("finetune", FULL),
+        ("finetune", HALVING),
+        ("recompute", FULL),  # frozen, token states recomputed by each worker's encoder
+    ],
+    ids=["frozen-full", "frozen-halving", "finetune-full", "finetune-halving", "recompute"],
+)
 def test_ray_gives_the_local_front(
     local_ray: None,
     tiny_encoder_dir: Path,
@@ -53,7 +65,9 @@ def test_ray_gives_the_local_front(
     import torch
 
     threads = torch.get_num_threads()
-    kw = {"fidelity": fidelity, "budgets": budgets}
+    kw: dict[str, object] = {"fidelity": fidelity, "budgets": budgets}
+    if fidelity == "recompute":
+        kw |= {"fidelity": "frozen", "token_states": "recompute"}
     try:  # one thread, as in the Ray tasks (one core each), so the numbers match
         local = run_search(_cfg(tiny_encoder_dir, glue_dir, tmp_path / "local", threads=1, **kw))
     finally:
