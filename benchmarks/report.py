@@ -138,12 +138,6 @@ def speed_table(data: dict[str, Any]) -> str:
             f"| same archive either way ({same['config']}; {same['evaluations']} evaluations) | {same['same_scores_in_order']} |"
         )
     rows.append(f"| FLOPs + latency per new architecture (mean) | {s['mean_measure_seconds']} s |")
-    m = data.get("memory_full_sst2")
-    if m:
-        rows += [
-            f"| `moohead evolve` on all SST-2 training data ({m['train_examples']} sentences): peak RSS | **{m['peak_rss_gib']} GiB** |",
-            f"| its feature cache on disk | {m['cache_gib']} GiB, built in {m['cache_seconds']} s |",
-        ]
     return "\n".join(rows)
 
 

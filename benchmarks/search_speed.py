@@ -1,4 +1,4 @@
-"""Search speed: genome evaluations per hour, feature-cache cost, and peak memory.
+"""Search speed: genome evaluations per hour and feature-cache cost.
 
 1. Cache cost: one plain encoder pass over SST-2's search splits (8,000
    examples, same tokenisation, length-sorted batches of 64) against the cache pass,
@@ -9,8 +9,8 @@
    training, the default). With latency an objective the two archives differ (timing
    noise steers NSGA-II); ``equal`` runs both modes on a smaller search with objectives
    score and FLOPs and checks that they give the same archive.
-3. Memory: peak RSS of a real ``moohead evolve`` process on the whole SST-2 training set
-   (67k sentences), and the size of its feature cache on disk.
+
+Peak memory and cache size of full-size searches: ``scale_search.py``.
 
     python benchmarks/search_speed.py [--population 12] [--generations 4] [--parts cache,search,memory]
 """
@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -157,32 +154,6 @@ def same_results(args: argparse.Namespace, cache_dir: Path, work: Path) -> dict[
     }
 
 
-def memory(args: argparse.Namespace, cache_dir: Path, out: Path) -> dict[str, Any]:
-    """Peak RSS of a real ``moohead evolve`` on all of SST-2's training set."""
-    cmd = [
-        sys.executable, "-m", "moohead.cli.main", "evolve", "--task", "sst2",
-        "--data-dir", str(glue_dir()), "--out", str(out), "--max-train", "0",
-        "--max-length", str(args.max_length), "--population", "4", "--generations", "1",
-        "--max-epochs", "2", "--objectives", "score,flops", "--cache-dir", str(cache_dir),
-    ]  # fmt: skip
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(proc.stderr[-2000:])
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    config = json.loads((out / "config.json").read_text())
-    return {
-        "train_examples": sum(
-            config["examples"][k] for k in ("search-train", "search-stop", "search-val")
-        ),
-        "peak_rss_gib": round(peak_kib / 2**20, 3),
-        "cache_bytes": config["cache_bytes"],
-        "cache_gib": round(config["cache_bytes"] / 2**30, 3),
-        "cache_seconds": config["cache_seconds"],
-        "wall_seconds": round(time.perf_counter() - t0, 1),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--population", type=int, default=12)
@@ -196,7 +167,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--parts",
-        default="cache,search,equal,memory",
+        default="cache,search,equal",
         help="which measurements to (re)run; others are kept",
     )
     args = parser.parse_args()
@@ -220,8 +191,7 @@ def main() -> None:
             result["search"] = runs.get("together", next(iter(runs.values())))
         if "equal" in parts:
             result["same_results"] = same_results(args, work / "cache-equal", work)
-        if "memory" in parts:
-            result["memory_full_sst2"] = memory(args, work / "cache-full", work / "run-full")
+        result.pop("memory_full_sst2", None)  # now scale_search.py's, with today's cache
         write_result("search_speed", result)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -13,6 +13,9 @@ import torch
 from moohead.cache_store import Chunk, SourceCache, pooled_file
 from moohead.errors import MooheadError
 
+PAGE = 4096  # a read of a row touches at least one page
+MAP_WINDOW = 64 << 20  # bytes of pages a store may touch through its maps before dropping them
+
 
 class FeatureStore:
     """One view of a split: where each of its examples lies in the source cache's chunks.
@@ -37,6 +40,7 @@ class FeatureStore:
         self.states: tuple[int, ...] = meta.states
         self.hidden, self.storage = meta.hidden, meta.storage
         self._maps: dict[tuple[int, str], np.ndarray] = {}
+        self._touched = 0  # bytes of pages touched through the maps since they were made
 
     @classmethod
     def open(cls, root: Path, view: str, rows: np.ndarray, chunks: list[Chunk]) -> FeatureStore:
@@ -89,16 +93,29 @@ class FeatureStore:
             self._maps[key] = np.memmap(path, dtype=dtype, mode="r", shape=shape)
         return self._maps[key]
 
+    def _read(self, chunk: int, name: str, dtype: str, width: int, rows: Any) -> np.ndarray:
+        """``rows`` of a file, copied out of its memory map. The pages a read touches stay
+        mapped, and so count in the process's RSS, until the map is dropped: the maps are
+        dropped after every ``MAP_WINDOW`` bytes of pages touched (the data stays in the
+        page cache), so memory does not grow with the split however long a head trains."""
+        out = np.asarray(self._map(chunk, name, dtype, width)[rows])
+        row_bytes = np.dtype(dtype).itemsize * width
+        self._touched += (out.size * out.itemsize // row_bytes) * max(row_bytes, PAGE)
+        if self._touched > MAP_WINDOW:
+            self._maps.clear()
+            self._touched = 0
+        return out
+
     def release(self) -> None:
         """Unmap the files, so memory follows what one genome reads."""
         self._maps.clear()
 
     def _token_rows(self, chunk: int, state: int, rows: np.ndarray) -> torch.Tensor:
         if self.storage == "int8":
-            q = self._map(chunk, f"tokens_{state:02d}.i8", "int8", self.hidden)[rows]
-            scale = self._map(chunk, f"tokens_{state:02d}.scale", "float32", 1)[rows]
+            q = self._read(chunk, f"tokens_{state:02d}.i8", "int8", self.hidden, rows)
+            scale = self._read(chunk, f"tokens_{state:02d}.scale", "float32", 1, rows)
             return torch.from_numpy(np.asarray(q)).float() * torch.from_numpy(scale)[..., None]
-        x = self._map(chunk, f"tokens_{state:02d}.f16", "float16", self.hidden)[rows]
+        x = self._read(chunk, f"tokens_{state:02d}.f16", "float16", self.hidden, rows)
         return torch.from_numpy(np.asarray(x)).float()
 
     def gather(self, indices: np.ndarray, states: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,9 +163,9 @@ class FeatureStore:
         present = np.unique(chunk)
         for c in present:
             sel = slice(None) if len(present) == 1 else np.flatnonzero(chunk == c)
-            out[sel] = self._map(int(c), name, dtype, self.hidden)[ppos[sel]]
+            out[sel] = self._read(int(c), name, dtype, self.hidden, ppos[sel])
             if self.storage == "int8":
-                out[sel] *= self._map(int(c), name + ".scale", "float32", 1)[ppos[sel], None]
+                out[sel] *= self._read(int(c), name + ".scale", "float32", 1, ppos[sel])[:, None]
         return out
 
     def spec(self) -> dict[str, Any]:

@@ -116,12 +116,15 @@ def plan_frozen_cache(
 
 
 def cache_identity(cfg: SearchConfig, plan: CachePlan | None) -> dict[str, Any]:
-    """What of the cache changes scores: its storage, the token subset of a bounded budget
-    (a resume must train on the same rows) and recomputed token states."""
+    """What of the frozen fidelity's cache (``plan``; None: another fidelity) changes
+    scores: its storage, the token subset of a bounded budget (a resume must train on the
+    same rows) and recomputed token states."""
+    if plan is None:
+        return {}
     out: dict[str, Any] = {"cache_storage": cfg.cache_storage}
-    if plan is not None and plan.train_subset is not None:
+    if plan.train_subset is not None:
         out["token_subset"] = list(plan.train_subset)
-    if plan is not None and plan.token_states == "recompute":
+    if plan.token_states == "recompute":
         out["token_states"] = "recompute"
     return out
 

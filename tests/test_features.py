@@ -414,3 +414,29 @@ def test_a_resume_under_a_tight_budget_trains_on_the_same_token_subset(
     assert code == 0, err  # refused before: "token_subset differs"
     again = json.loads((tmp_path / "run" / "config.json").read_text())["cache"]
     assert again["token_subset"] == first["token_subset"]
+
+
+def test_reads_drop_the_memory_maps_after_a_window_and_give_the_same_numbers(
+    tiny_encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages touched through a memory map count in the RSS until the map is dropped: a
+    store drops its maps after MAP_WINDOW bytes of reads, so memory does not grow with
+    the split over a long training run."""
+    from moohead import feature_store
+
+    texts = ["the movie was very good", "bad", "a film and a plot", "good plot"] * 8
+    store = cached_split(
+        _ctx(tiny_encoder_dir, GLUE_TASKS["sst2"], CacheConfig(tmp_path)), "t", _split(texts)
+    ).views["text"]
+    idx = np.arange(len(texts))
+    want = store.gather(idx, [1, 2])[0], store.pooled(2, "mean", idx)
+    assert store._maps  # kept while under the window
+    monkeypatch.setattr(feature_store, "MAP_WINDOW", feature_store.PAGE)
+    for i in range(0, len(texts), 4):  # batch by batch, the maps dropped each time
+        part = idx[i : i + 4]
+        torch.testing.assert_close(
+            store.gather(part, [1, 2])[0], want[0][:, part, : store.lengths[part].max()]
+        )
+        assert not store._maps
+        np.testing.assert_array_equal(store.pooled(2, "mean", part), want[1][part])
+        assert not store._maps

@@ -166,3 +166,18 @@ def test_ctrl_c_saves_and_says_how_to_resume(
     saved = lines(out / "archive.jsonl")
     assert saved >= 2 and Archive(out / "archive.jsonl").read()[0][-1]["id"] == saved - 1
     assert not RunDir(out).is_locked()
+
+
+def test_a_run_recorded_before_a_setting_existed_resumes_at_that_settings_old_default(
+    tmp_path: Path,
+) -> None:
+    """Runs written before int8 became the cache's default stored no ``cache_storage``:
+    they were fp16, and a resume at today's default (int8) is refused, naming it."""
+    from moohead.resume import check_identity
+
+    old = {"task": "sst2", "budgets": [1.0]}  # no cache_storage: fp16 at the time
+    check_identity(tmp_path, old, old | {"cache_storage": "fp16"})
+    with pytest.raises(MooheadError, match=r"cache_storage differs \(run: fp16, now: int8\)"):
+        check_identity(tmp_path, old, old | {"cache_storage": "int8"})
+    # a setting neither side records (a fine-tune run's storage) is the default on both
+    check_identity(tmp_path, {"task": "sst2"}, {"task": "sst2"})
