@@ -38,6 +38,7 @@ from moohead.features import (
     source_cache,
     view_rows,
 )
+from moohead.recompute import TokenIds
 from moohead.splits import strata
 
 log = logging.getLogger(__name__)
@@ -136,8 +137,7 @@ def _missing_bytes(
         writes += int(new.any()) + int(len(todo) > 0)
         if len(todo):
             texts = [[data.texts[c][i] for i in todo] for c in columns]
-            enc = ctx.tokenizer(*texts, truncation=True, max_length=ctx.cache.max_length)
-            lengths = np.array([len(x) for x in enc["input_ids"]], dtype=np.float64)
+            lengths = TokenIds.of(ctx.tokenizer, texts, ctx.cache.max_length, False).lengths
             per = bytes_per_row(states, hidden, ctx.cache.storage, 1.0)[1] - 8
             # a row with pooled vectors only gets them again in its token chunk
             cost = lengths * per + 8 + np.where(new[todo], 0, row_pooled)

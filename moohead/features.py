@@ -143,11 +143,8 @@ def encode_chunk(
     """Run the encoder once over ``texts`` (the examples at source ``rows``) and write their
     pooled vectors and (``with_tokens``) token states of hidden states 1..L to ``out_dir``."""
     encoder, tokenizer, cfg = ctx.encoder, ctx.tokenizer, ctx.cache
-    use_token_types = ctx.info.uses_token_type_ids
-    enc = tokenizer(*texts, truncation=True, max_length=cfg.max_length)
-    ids: list[list[int]] = enc["input_ids"]
-    types: list[list[int]] | None = enc.get("token_type_ids") if use_token_types else None
-    lengths = np.array([len(x) for x in ids], dtype=np.int32)
+    tokens = TokenIds.of(tokenizer, texts, cfg.max_length, ctx.info.uses_token_type_ids)
+    lengths = tokens.lengths
     batches = length_batches(lengths, cfg.batch_size)  # little compute is spent on padding
     # Examples are written batch after batch: the chunk lists them in this order.
     order = np.concatenate([np.zeros(0, dtype=np.int64), *batches])
@@ -165,11 +162,7 @@ def encode_chunk(
     try:
         with torch.inference_mode():
             for batch in batches:
-                arrays = pad(
-                    [ids[i] for i in batch],
-                    None if types is None else [types[i] for i in batch],
-                    pad_id,
-                )
+                arrays = pad(*tokens.take(batch), pad_id)
                 kwargs = {k: torch.from_numpy(v).to(cfg.device) for k, v in arrays.items()}
                 hidden = encoder(**kwargs, output_hidden_states=True).hidden_states
                 keep = kwargs["attention_mask"].bool()

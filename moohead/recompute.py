@@ -11,6 +11,7 @@ fp16 or int8 copies of them): those a fused model computes when deployed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -21,10 +22,13 @@ from moohead.encoder import cut_to
 from moohead.errors import MooheadError
 from moohead.feature_store import FeatureStore
 
+SLICE = 8192  # examples tokenised at a time
+
 
 @dataclass(frozen=True)
 class TokenIds:
-    """Token ids of one view of a split (as the cache's encoder pass makes them), flat.
+    """Token ids of one view of a split (as the cache's encoder pass makes them), flat:
+    4 bytes a token, where the tokenizer's lists take about 40.
 
     Attributes:
         ids: int32 ``[tokens]``: every example's ids, one after the other.
@@ -42,16 +46,28 @@ class TokenIds:
     def of(
         cls, tokenizer: Any, texts: list[list[str]], max_length: int, with_types: bool
     ) -> TokenIds:
-        enc = tokenizer(*texts, truncation=True, max_length=max_length)
-        ids = enc["input_ids"]
-        lengths = np.array([len(x) for x in ids], dtype=np.int32)
-        offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)[:-1]]).astype(np.int64)
-        flat = np.fromiter((t for x in ids for t in x), dtype=np.int32, count=int(lengths.sum()))
-        types = None
-        if with_types:
-            seg = enc["token_type_ids"]
-            types = np.fromiter((t for x in seg for t in x), dtype=np.int8, count=len(flat))
-        return cls(flat, types, offsets, lengths)
+        """Tokenise ``texts`` (one list per column of the view) a slice at a time: the
+        tokenizer's Python lists of one slice are packed into arrays before the next (a
+        400k-pair split's lists would take a few GB)."""
+        ids, types, lengths = [], [], []
+        for start in range(0, len(texts[0]), SLICE):
+            part = [column[start : start + SLICE] for column in texts]
+            enc = tokenizer(
+                *part,
+                truncation=True,
+                max_length=max_length,
+                return_attention_mask=False,
+                return_token_type_ids=with_types,
+            )
+            lengths.append(np.fromiter(map(len, enc["input_ids"]), np.int32))
+            ids.append(np.fromiter(chain.from_iterable(enc["input_ids"]), np.int32))
+            if with_types:
+                types.append(np.fromiter(chain.from_iterable(enc["token_type_ids"]), np.int8))
+        n = np.concatenate([np.zeros(0, np.int32), *lengths])
+        offsets = np.concatenate([[0], np.cumsum(n, dtype=np.int64)[:-1]]).astype(np.int64)
+        flat = np.concatenate([np.zeros(0, np.int32), *ids])
+        seg = np.concatenate([np.zeros(0, np.int8), *types]) if with_types else None
+        return cls(flat, seg, offsets, n)
 
     def __len__(self) -> int:
         return len(self.lengths)

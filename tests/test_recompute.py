@@ -144,3 +144,26 @@ def test_evolve_with_recomputed_states_records_and_shows_it(
     # A resume that would cache token states instead is refused, naming the difference.
     code, _, err = run_cli([*args[:-2], "--token-states", "cache"], capsys)
     assert code == 2 and "token_states differs" in err and len(err.strip().splitlines()) == 1
+
+
+def test_token_ids_are_the_tokenizers_across_slices(
+    tiny_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moohead import recompute
+    from moohead.recompute import TokenIds
+
+    _, tok, _ = load_encoder(str(tiny_encoder_dir))
+    a = ["good film", "a bad plot", "dull", "the film was good", "bad"]
+    b = ["bad", "good plot", "a film", "dull plot", "good film and plot"]
+    monkeypatch.setattr(recompute, "SLICE", 2)  # three slices, the last one short
+    got = TokenIds.of(tok, [a, b], 24, True)
+    enc = tok(a, b, truncation=True, max_length=24)
+    ids, types = got.take(np.arange(5))
+    assert [x.tolist() for x in ids] == enc["input_ids"]
+    assert types is not None and [x.tolist() for x in types] == enc["token_type_ids"]
+    assert got.lengths.tolist() == [len(x) for x in enc["input_ids"]]
+    sub = got.subset(np.array([3, 1]))
+    assert [x.tolist() for x in sub.take(np.array([0, 1]))[0]] == [
+        enc["input_ids"][3],
+        enc["input_ids"][1],
+    ]
