@@ -1,8 +1,8 @@
 """Real frozen searches at full scale on this machine (issue 13): all of SST-2's training
 set (67,349 sentences) and the synthetic 400,000-pair task (``synthetic_pairs.py``), both
-with the packaged all-MiniLM-L6-v2, default cache settings (int8, ``--token-states
-auto``, ``--cache-budget`` half the free disk), each a ``moohead evolve`` process of its
-own with a fresh cache.
+with the packaged all-MiniLM-L6-v2, the cache in int8 (``--cache-storage int8``,
+``--token-states auto``, ``--cache-budget`` half the free disk), each a ``moohead
+evolve`` process of its own with a fresh cache.
 
 Reported per task: the process's peak RSS (its own ``wait4`` rusage, the target is under
 4 GiB), the cache on disk, the cache pass's time, and evaluations per hour of search time
@@ -39,7 +39,7 @@ def run(task: str, data_dir: Path, args: argparse.Namespace, work: Path) -> dict
         "--max-train", "0", "--max-length", str(args.max_length),
         "--population", str(args.population), "--generations", str(args.generations),
         "--max-epochs", str(args.max_epochs), "--objectives", "score,flops",
-        "--threads", str(args.threads),
+        "--threads", str(args.threads), "--cache-storage", "int8",
     ]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -106,8 +106,8 @@ def _objectives(ctx: click.Context, param: click.Parameter, value: str) -> tuple
     type=click.Choice(CACHE_STORAGES),
     default=D.cache_storage,
     show_default=True,
-    help="Token states and pooled vectors in the feature cache: int8 with one scale per "
-    "token (half of fp16), or fp16.",
+    help="Token states and pooled vectors in the feature cache: fp16, or int8 with one scale "
+    "per token or vector (half the size; validation splits stay fp16).",
 )
 @click.option(
     "--cache-budget",

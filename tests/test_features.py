@@ -399,12 +399,12 @@ def test_a_resume_under_a_tight_budget_trains_on_the_same_token_subset(
         "--data-dir", str(glue_dir), "--out", str(tmp_path / "run"),
         "--cache-dir", str(tmp_path / "cache"), "--cache-budget", str(budget),
         "--population", "4", "--generations", "1", "--max-length", "24", "--max-epochs", "2",
-        "--objectives", "score,flops",
+        "--objectives", "score,flops", "--cache-storage", "int8",
     ]  # fmt: skip
     code, _, err = run_cli(args, capsys)
     assert code == 0, err
     first = json.loads((tmp_path / "run" / "config.json").read_text())["cache"]
-    # int8 by default; validation in fp16, so it scores the front as deployed
+    # int8 as asked; validation in fp16, so it scores the front as deployed
     cache = tmp_path / "cache"
     assert list(cache.glob("sst2-train-*/*/*/tokens_01.i8"))
     assert not list(cache.glob("sst2-train-*/*/*/tokens_01.f16"))

@@ -171,8 +171,8 @@ def test_ctrl_c_saves_and_says_how_to_resume(
 def test_a_run_recorded_before_a_setting_existed_resumes_at_that_settings_old_default(
     tmp_path: Path,
 ) -> None:
-    """Runs written before int8 became the cache's default stored no ``cache_storage``:
-    they were fp16, and a resume at today's default (int8) is refused, naming it."""
+    """Runs written before the cache's storage was recorded stored no ``cache_storage``:
+    they were fp16, and a resume with int8 is refused, naming it."""
     from moohead.resume import check_identity
 
     old = {"task": "sst2", "budgets": [1.0]}  # no cache_storage: fp16 at the time
