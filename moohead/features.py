@@ -357,11 +357,10 @@ def cached_split(ctx: PrepareContext, split_name: str, data: Split) -> SplitFeat
         tokens = None if token_rows is None else rows[np.isin(origin.rows, token_rows)]
         label = f"{split_name}/{view}"
         views[view] = grow_view(ctx, source, view, texts, rows, label, tokens)
-    if live is not None:
-        types = ctx.info.uses_token_type_ids
-        for view, columns in cache_views(ctx.task, ctx.cache).items():
-            texts = [data.texts[c] for c in columns]
-            ids = TokenIds.of(ctx.tokenizer, texts, ctx.cache.max_length, types)
+        if live is not None:
+            ids = TokenIds.of(
+                ctx.tokenizer, texts, ctx.cache.max_length, ctx.info.uses_token_type_ids
+            )
             views[view] = EncodedStore(views[view], ids, live)
     return SplitFeatures(views, data.labels)
 
