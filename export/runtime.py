@@ -25,12 +25,21 @@ from typing import Any
 
 import numpy as np
 
-from moohead.batching import SECOND, in_length_order, pad
+from moohead.batching import SECOND, in_length_order, in_original_order, pad, padding_groups
 from moohead.errors import MooheadError
 from moohead.export.model_dir import TOKENIZER_FILE, read_manifest, variant_path
 from moohead.ort_session import make_session, providers_for
 
 Text = str | tuple[str, str]
+
+CPU_CALL_TOKENS = 8.0
+"""The fixed cost of one ORT call on CPU, in padded tokens' worth of compute.
+
+Measured on the SST-2 knee model (one MiniLM layer; ``benchmarks/serve_load.py``'s): a
+call of one token takes as long as 3 (int8) to 4 (fp32) tokens of a full batch; doubled
+for feed building. Bigger encoders cost more a token, so fewer tokens a call: 8 errs
+towards fewer, larger calls.
+"""
 
 
 @dataclass(frozen=True)
@@ -80,25 +89,49 @@ class Encoder:
             bool(doc.get("siamese", False)),
         )
 
-    def _pad(self, encodings: list[Any], suffix: str = "") -> dict[str, np.ndarray]:
-        arrays = pad([e.ids for e in encodings], [e.type_ids for e in encodings], pad_id=0)
-        self.truncated += sum(bool(e.overflowing) for e in encodings)
-        return {f"{name}{suffix}": arrays[name] for name in self.side_inputs}
-
-    def __call__(self, texts: Sequence[Text]) -> dict[str, np.ndarray]:
+    def tokenize(self, texts: Sequence[Text]) -> Tokenized:
+        """Each input's tokens, unpadded: one side, or two for a siamese head."""
         if not self.is_pair:
             if any(not isinstance(t, str) for t in texts):
                 raise MooheadError("this model takes one sentence per input, not a pair")
-            return self._pad(self.tokenizer.encode_batch(list(texts)))
-        if any(not (isinstance(t, tuple | list) and len(t) == 2) for t in texts):
-            raise MooheadError("this model classifies sentence pairs: give two texts per input")
-        first = [str(t[0]) for t in texts]
-        second = [str(t[1]) for t in texts]
-        if self.siamese:
-            return self._pad(self.tokenizer.encode_batch(first)) | self._pad(
-                self.tokenizer.encode_batch(second), SECOND
-            )
-        return self._pad(self.tokenizer.encode_batch(list(zip(first, second, strict=True))))
+            sides = [self.tokenizer.encode_batch(list(texts))]
+        else:
+            if any(not (isinstance(t, tuple | list) and len(t) == 2) for t in texts):
+                raise MooheadError("this model classifies sentence pairs: give two texts per input")
+            first = [str(t[0]) for t in texts]
+            second = [str(t[1]) for t in texts]
+            if self.siamese:
+                sides = [self.tokenizer.encode_batch(first), self.tokenizer.encode_batch(second)]
+            else:
+                sides = [self.tokenizer.encode_batch(list(zip(first, second, strict=True)))]
+        self.truncated += sum(bool(e.overflowing) for side in sides for e in side)
+        return Tokenized(sides)
+
+    def feeds(self, tokens: Tokenized, rows: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
+        """The named input arrays of ``rows``, padded to the longest of them on each side."""
+        out: dict[str, np.ndarray] = {}
+        for side, suffix in zip(tokens.sides, ("", SECOND), strict=False):
+            picked = [side[i] for i in rows]
+            arrays = pad([e.ids for e in picked], [e.type_ids for e in picked], pad_id=0)
+            out |= {f"{name}{suffix}": arrays[name] for name in self.side_inputs}
+        return out
+
+    def __call__(self, texts: Sequence[Text]) -> dict[str, np.ndarray]:
+        """The named input arrays of ``texts``, padded to the longest of them."""
+        tokens = self.tokenize(texts)
+        return self.feeds(tokens, range(len(texts)))
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    """A batch's encodings (``tokenizers`` ``Encoding``), one list per side."""
+
+    sides: list[list[Any]]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Tokens of each input on each side, ``[n, sides]``."""
+        return np.array([[len(e.ids) for e in side] for side in self.sides], dtype=np.int64).T
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -118,6 +151,10 @@ class OnnxClassifier:
         self.encoder = Encoder.from_manifest(model_dir, doc)
         self.labels: list[str] = list(doc.get("labels") or [])
         self.input_names = [i.name for i in session.get_inputs()]
+        # On CPU a call costs little beyond its tokens, so a batch runs as length groups
+        # (``padding_groups``); on a GPU one call per batch is cheaper than any padding.
+        on_cpu = session.get_providers()[0] == "CPUExecutionProvider"
+        self.call_tokens = CPU_CALL_TOKENS if on_cpu else float("inf")
 
     @classmethod
     def load(
@@ -149,15 +186,27 @@ class OnnxClassifier:
         return int(self.doc["task"]["num_labels"]) == 1
 
     def logits(self, texts: Sequence[Text], batch_size: int = 32) -> np.ndarray:
-        """Raw outputs ``[n, num_labels]`` (float32), computed in length-sorted batches."""
+        """Raw outputs ``[n, num_labels]`` (float32).
+
+        Texts run in length-sorted batches of ``batch_size``. On CPU each batch is cut
+        further by token count where padding would cost more than another call
+        (``padding_groups``): a server's batch of texts in arrival order then computes
+        about what a sorted one does. Masked padding changes no fp32 output, so the
+        groups change speed only.
+        """
         if batch_size < 1:
             raise MooheadError(f"batch size must be at least 1, not {batch_size}")
         if not texts:
             return np.zeros((0, int(self.doc["task"]["num_labels"])), dtype=np.float32)
 
         def run(batch: np.ndarray) -> np.ndarray:
-            feeds = self.encoder([texts[i] for i in batch])
-            return self.session.run(None, {k: feeds[k] for k in self.input_names})[0]
+            tokens = self.encoder.tokenize([texts[i] for i in batch])
+            groups = padding_groups(tokens.lengths, self.call_tokens)
+            outputs = []
+            for rows in groups:
+                feeds = self.encoder.feeds(tokens, rows)
+                outputs.append(self.session.run(None, {k: feeds[k] for k in self.input_names})[0])
+            return in_original_order(groups, outputs)
 
         return in_length_order([text_length(t) for t in texts], batch_size, run)
 

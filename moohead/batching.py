@@ -73,6 +73,46 @@ def length_batches(lengths: Sequence[int] | np.ndarray, batch_size: int) -> list
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+def padding_groups(lengths: np.ndarray, call_tokens: float) -> list[np.ndarray]:
+    """Split one batch into model calls that waste the least compute on padding.
+
+    A call costs its padded tokens (rows x the longest row, summed over the sides a
+    siamese head reads) plus ``call_tokens``, the fixed cost of one call in tokens. The
+    rows are sorted by their total length and cut into contiguous groups where the
+    padding a cut saves is worth more than the call it adds (an exact dynamic programme
+    over the cuts, ``O(n^2)`` for ``n`` rows).
+
+    Args:
+        lengths: ``[n]`` or ``[n, sides]`` token counts of the batch's rows.
+        call_tokens: A call's fixed cost in tokens; ``inf`` keeps the batch whole (on a
+            GPU a call costs more than the padding it would save).
+
+    Returns:
+        Row indices of each group, shortest rows first; together ``0..n-1`` once.
+    """
+    n = len(lengths)
+    if n == 0:
+        return []
+    lens = np.asarray(lengths, dtype=np.int64).reshape(n, -1)
+    order = np.argsort(lens.sum(axis=1), kind="stable")
+    if n == 1 or not np.isfinite(call_tokens):
+        return [order]
+    lens = lens[order]
+    best = np.zeros(n + 1)  # best[j]: least cost of the first j rows
+    cut = np.zeros(n + 1, dtype=np.int64)  # where the last group of best[j] starts
+    for j in range(1, n + 1):
+        # widest[i]: the longest row of rows i..j-1, side by side, for every start i < j
+        widest = np.maximum.accumulate(lens[:j][::-1], axis=0)[::-1].sum(axis=1)
+        cost = best[:j] + (j - np.arange(j)) * widest + call_tokens
+        cut[j] = int(np.argmin(cost))
+        best[j] = cost[cut[j]]
+    groups, end = [], n
+    while end > 0:
+        groups.append(order[cut[end] : end])
+        end = int(cut[end])
+    return groups[::-1]
+
+
 def in_original_order(batches: Sequence[np.ndarray], outputs: Sequence[Any]) -> np.ndarray:
     """Stack per-batch outputs ``[len(batch), d]`` into float32 rows in the examples' order.
 

@@ -14,6 +14,7 @@ from moohead.batching import (
     input_names,
     length_batches,
     pad,
+    padding_groups,
 )
 
 PLAIN = ["input_ids", "attention_mask"]
@@ -123,3 +124,37 @@ def test_batching_imports_no_torch() -> None:
     code = "import moohead.batching, sys; assert 'torch' not in sys.modules"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def partitions(n: int) -> list[list[tuple[int, int]]]:
+    """Every split of ``0..n-1`` into contiguous groups, as (start, end) pairs."""
+    if n == 0:
+        return [[]]
+    return [[*rest, (i, n)] for i in range(n) for rest in partitions(i)]
+
+
+@pytest.mark.parametrize("call_tokens", [0.0, 3.0, 20.0, 1e9])
+@pytest.mark.parametrize("sides", [1, 2])
+def test_padding_groups_are_the_cheapest_cuts(call_tokens: float, sides: int) -> None:
+    """The groups cost what the best contiguous split of the length-sorted rows costs
+    (checked against every split), and cover each row once."""
+    rng = np.random.default_rng(sides)
+    for _ in range(20):
+        lengths = rng.integers(1, 60, size=(int(rng.integers(1, 8)), sides))
+        groups = padding_groups(lengths, call_tokens)
+        assert sorted(np.concatenate(groups).tolist()) == list(range(len(lengths)))
+
+        def cost(rows: np.ndarray, lengths: np.ndarray = lengths) -> float:
+            return float(len(rows) * lengths[rows].max(axis=0).sum() + call_tokens)
+
+        order = np.argsort(lengths.sum(axis=1), kind="stable")
+        best = min(sum(cost(order[a:b]) for a, b in p) for p in partitions(len(order)))
+        assert sum(cost(g) for g in groups) == pytest.approx(best)
+
+
+def test_padding_groups_keep_a_batch_whole_at_infinite_call_cost() -> None:
+    lengths = np.array([50, 2, 49, 3])
+    (group,) = padding_groups(lengths, float("inf"))
+    np.testing.assert_array_equal(group, [1, 3, 2, 0])  # shortest first
+    assert [g.tolist() for g in padding_groups(lengths, 0.0)] == [[1], [3], [2], [0]]
+    assert padding_groups(np.zeros((0,), dtype=np.int64), 8.0) == []

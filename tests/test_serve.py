@@ -251,7 +251,7 @@ def test_batch_independence_per_variant(model_dir: Path, variant: str) -> None:
     with thread_server(model, cfg) as url, ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(lambda t: post_predict(url, [t]), texts))
         families = metrics(url)
-    assert families["moohead_batch_size_count"] == 1  # one ORT call for the four requests
+    assert families["moohead_batch_size_count"] == 1  # one batch for the four requests
     assert families["moohead_batch_size_sum"] == 4
     for logits, answer in zip(alone, answers, strict=True):
         probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
@@ -394,6 +394,43 @@ def test_regression_answers_a_score(pair_models: dict[str, Path]) -> None:
         (score,) = httpx.post(f"{url}/v2/models/stsb/infer", json=body).json()["outputs"]
         assert score["name"] == "score" and score["shape"] == [3]
         np.testing.assert_allclose(score["data"], [p.score for p in expected], atol=1e-5)
+
+
+class CountedSession:
+    """An ORT session that counts its calls and the padded tokens it was fed."""
+
+    def __init__(self, session: Any) -> None:
+        self.session, self.calls, self.tokens = session, 0, 0
+
+    def run(self, names: Any, feeds: dict[str, np.ndarray]) -> Any:
+        self.calls += 1
+        self.tokens += sum(v.size for k, v in feeds.items() if k.startswith("input_ids"))
+        return self.session.run(names, feeds)
+
+
+LENGTHS = [("a", "b"), ("the plot was not very awful and it is dull, long and slow", "fine"),
+           ("ok", "it was a good film with a plot and actors and a score"), ("bad", "awful"),
+           ("great great great great great great great great great great", "so so so so so so")]  # fmt: skip
+
+
+@pytest.mark.parametrize("task", ["rte", "stsb", "sst2"])
+def test_a_batch_runs_as_length_groups_with_the_same_answers(
+    pair_models: dict[str, Path], model_dir: Path, task: str
+) -> None:
+    """On CPU a batch of mixed lengths runs as several calls that pad less (both sides of
+    a siamese pair, a joint pair, one sentence), and each text answers as in one call."""
+    folder = model_dir if task == "sst2" else pair_models[task]
+    model = OnnxClassifier.load(folder, variant="fp32", device="cpu", threads=1)
+    texts: list[Any] = [a + " " + b for a, b in LENGTHS] if task == "sst2" else LENGTHS
+    counted = CountedSession(model.session)
+    model.session = counted
+    grouped = model.logits(texts, batch_size=len(texts))
+    calls, tokens = counted.calls, counted.tokens
+    model.call_tokens = float("inf")  # what a GPU session does: one call a batch
+    whole = model.logits(texts, batch_size=len(texts))
+    assert calls > 1 and counted.calls == calls + 1
+    assert tokens < counted.tokens - tokens  # fewer padded tokens than the one call
+    np.testing.assert_allclose(grouped, whole, atol=1e-5)
 
 
 # --- overload, shutdown, start-up errors --------------------------------------------------
