@@ -1,5 +1,5 @@
 """Memory of tokenising a 400k-pair split (issue 13): the tokenizer's Python lists against
-``recompute.TokenIds`` (int32 arrays, packed a slice at a time), which the cache pass and
+``token_ids.TokenIds`` (int32 arrays, packed a slice at a time), which the cache pass and
 its plan use. Each way runs in a process of its own; the figure is the rise of its peak
 RSS over the tokenisation.
 
@@ -22,7 +22,7 @@ from common import write_result
 def one(way: str, synthetic: Path) -> dict[str, float]:
     from moohead.data import load_split, resolve_task
     from moohead.encoder import load_encoder
-    from moohead.recompute import TokenIds
+    from moohead.token_ids import TokenIds
 
     task = resolve_task("pairs400k", synthetic)
     train = load_split(task, "train", synthetic)

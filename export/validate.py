@@ -125,8 +125,7 @@ def search_token_feeds(
     for idx in length_batches(views[0].lengths, 64):
         feeds: Feeds = {}
         for view, suffix in zip(views, ("", SECOND), strict=False):
-            types = None if view.types is None else [view.types[i] for i in idx]
-            side = pad([view.ids[i] for i in idx], types, view.pad_id)
+            side = view.arrays(idx)
             feeds |= {f"{name}{suffix}": side[name] for name in model.side_names}
         batches.append((idx, feeds))
     return batches

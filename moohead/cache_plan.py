@@ -38,7 +38,6 @@ from moohead.features import (
     source_cache,
     view_rows,
 )
-from moohead.recompute import TokenIds
 from moohead.splits import strata
 
 log = logging.getLogger(__name__)
@@ -136,8 +135,9 @@ def _missing_bytes(
         todo = np.flatnonzero(~np.isin(rows, have_tokens))
         writes += int(new.any()) + int(len(todo) > 0)
         if len(todo):
-            texts = [[data.texts[c][i] for i in todo] for c in columns]
-            lengths = TokenIds.of(ctx.tokenizer, texts, ctx.cache.max_length, False).lengths
+            texts = [data.texts[c] for c in columns]
+            ids = ctx.view_tokens(source.root, view, texts, origin.rows)
+            lengths = ids.lengths[todo]
             per = bytes_per_row(states, hidden, ctx.cache.storage, 1.0)[1] - 8
             # a row with pooled vectors only gets them again in its token chunk
             cost = lengths * per + 8 + np.where(new[todo], 0, row_pooled)

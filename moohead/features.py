@@ -46,8 +46,9 @@ from moohead.encoder import EncoderInfo
 from moohead.errors import MooheadError
 from moohead.feature_store import FeatureStore, PooledStore, SplitFeatures
 from moohead.genome import Genome
-from moohead.recompute import EncodedStore, LiveEncoder, TokenIds
+from moohead.recompute import EncodedStore, LiveEncoder
 from moohead.tasks import Task
+from moohead.token_ids import TokenIds
 
 __all__ = [
     "CacheConfig",
@@ -130,20 +131,44 @@ class PrepareContext:
     progress: Callable[[str, int], ProgressFn] | None = None
     token_rows: dict[str, np.ndarray] = field(default_factory=dict)
     recompute: LiveEncoder | None = None
+    _tokens: dict[tuple[str, str, int, str], TokenIds] = field(default_factory=dict, repr=False)
+
+    def view_tokens(
+        self, source: Path, view: str, texts: list[list[str]], rows: np.ndarray
+    ) -> TokenIds:
+        """Token ids of a view's examples (``texts``, one list per column, at source
+        ``rows``), tokenised once: the cache plan, the encoder pass and recomputed token
+        states all read these."""
+        key = (str(source), view, self.cache.max_length, _rows_key(rows))
+        if key not in self._tokens:
+            self._tokens[key] = TokenIds.of(
+                self.tokenizer, texts, self.cache.max_length, self.info.uses_token_type_ids
+            )
+        return self._tokens[key]
+
+    def release_tokens(self, source: Path, rows: np.ndarray) -> None:
+        """Forget the token ids of every view of these examples (once they are cached)."""
+        which = (str(source), self.cache.max_length, _rows_key(rows))
+        for key in [k for k in self._tokens if (k[0], k[2], k[3]) == which]:
+            del self._tokens[key]
+
+
+def _rows_key(rows: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(rows, np.int64).tobytes()).hexdigest()
 
 
 def encode_chunk(
     ctx: PrepareContext,
-    texts: list[list[str]],
+    tokens: TokenIds,
     rows: np.ndarray,
     out_dir: Path,
     progress: ProgressFn | None,
     with_tokens: bool = True,
 ) -> ChunkMeta:
-    """Run the encoder once over ``texts`` (the examples at source ``rows``) and write their
-    pooled vectors and (``with_tokens``) token states of hidden states 1..L to ``out_dir``."""
+    """Run the encoder once over ``tokens`` (the examples at source ``rows``) and write
+    their pooled vectors and (``with_tokens``) token states of hidden states 1..L to
+    ``out_dir``."""
     encoder, tokenizer, cfg = ctx.encoder, ctx.tokenizer, ctx.cache
-    tokens = TokenIds.of(tokenizer, texts, cfg.max_length, ctx.info.uses_token_type_ids)
     lengths = tokens.lengths
     batches = length_batches(lengths, cfg.batch_size)  # little compute is spent on padding
     # Examples are written batch after batch: the chunk lists them in this order.
@@ -298,13 +323,13 @@ def grow_view(
     ctx: PrepareContext,
     source: SourceCache,
     view: str,
-    texts: list[list[str]],
+    ids: TokenIds,
     rows: np.ndarray,
     label: str,
     token_rows: np.ndarray | None = None,
 ) -> FeatureStore:
-    """The store of ``rows`` (source rows; ``texts`` their view's columns), encoding the
-    rows the cache does not hold yet under the folder's lock.
+    """The store of ``rows`` (source rows; ``ids`` their examples' tokens in this view),
+    encoding the rows the cache does not hold yet under the folder's lock.
 
     Args:
         token_rows: Source rows whose token states are needed; None: all of ``rows``. The
@@ -327,8 +352,7 @@ def grow_view(
                 tick = ctx.progress(what, len(missing)) if ctx.progress else None
                 tmp = source.temp_chunk(view)
                 try:
-                    col = [[t[i] for i in pos] for t in texts]
-                    meta = encode_chunk(ctx, col, missing, tmp, tick, with_tokens)
+                    meta = encode_chunk(ctx, ids.subset(pos), missing, tmp, tick, with_tokens)
                     chunks.append(source.commit(view, tmp, meta))
                 except OSError as exc:
                     raise cache_error(source.root, exc) from exc
@@ -356,12 +380,11 @@ def cached_split(ctx: PrepareContext, split_name: str, data: Split) -> SplitFeat
         # the examples' own rows name the token subset: the rows they read in this view
         tokens = None if token_rows is None else rows[np.isin(origin.rows, token_rows)]
         label = f"{split_name}/{view}"
-        views[view] = grow_view(ctx, source, view, texts, rows, label, tokens)
+        ids = ctx.view_tokens(source.root, view, texts, origin.rows)
+        views[view] = grow_view(ctx, source, view, ids, rows, label, tokens)
         if live is not None:
-            ids = TokenIds.of(
-                ctx.tokenizer, texts, ctx.cache.max_length, ctx.info.uses_token_type_ids
-            )
             views[view] = EncodedStore(views[view], ids, live)
+    ctx.release_tokens(source.root, origin.rows)  # a recomputing store keeps its own
     return SplitFeatures(views, data.labels)
 
 

@@ -1,4 +1,4 @@
-"""Tokenised splits for fine-tune fidelity: ids per view, padded per batch on demand.
+"""Tokenised splits for fine-tune fidelity: packed ids per view, padded per batch on demand.
 
 The views are those of the feature cache (``text``, or ``joint``/``a``/``b`` for pairs),
 tokenised exactly as the cache and the exported runtime tokenise them.
@@ -16,25 +16,29 @@ from moohead.batching import pad
 from moohead.data import Split
 from moohead.features import views_for
 from moohead.tasks import Task
+from moohead.token_ids import TokenIds
 
 
 @dataclass
 class TokenView:
-    """One view of a split: token ids (and segment ids) of every example, unpadded."""
+    """One view of a split: token ids (and segment ids) of every example, packed."""
 
-    ids: list[list[int]]
-    types: list[list[int]] | None
+    tokens: TokenIds
     pad_id: int
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.array([len(x) for x in self.ids], dtype=np.int64)
+        return self.tokens.lengths.astype(np.int64)
+
+    def arrays(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """``input_ids``, ``attention_mask`` (and ``token_type_ids``) of ``indices``,
+        int64, padded to the longest of them."""
+        ids, types = self.tokens.take(indices)
+        return pad(ids, types, self.pad_id)
 
     def batch(self, indices: np.ndarray, device: str) -> list[torch.Tensor]:
         """``[input_ids, attention_mask(, token_type_ids)]`` padded to the batch's longest."""
-        types = None if self.types is None else [self.types[i] for i in indices]
-        arrays = pad([self.ids[i] for i in indices], types, self.pad_id)
-        return [torch.from_numpy(a).to(device) for a in arrays.values()]
+        return [torch.from_numpy(a).to(device) for a in self.arrays(indices).values()]
 
 
 @dataclass
@@ -51,9 +55,12 @@ class TokenSplit:
 def tokenize_split(
     tokenizer: Any, task: Task, data: Split, max_length: int, use_token_types: bool
 ) -> TokenSplit:
-    views = {}
-    for view, columns in views_for(task).items():
-        enc = tokenizer(*[data.texts[c] for c in columns], truncation=True, max_length=max_length)
-        types = enc.get("token_type_ids") if use_token_types else None
-        views[view] = TokenView(list(enc["input_ids"]), types, tokenizer.pad_token_id or 0)
+    pad_id = tokenizer.pad_token_id or 0
+    views = {
+        view: TokenView(
+            TokenIds.of(tokenizer, [data.texts[c] for c in columns], max_length, use_token_types),
+            pad_id,
+        )
+        for view, columns in views_for(task).items()
+    }
     return TokenSplit(views, data.labels)

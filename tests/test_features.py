@@ -318,10 +318,20 @@ def test_a_full_disk_is_one_clear_error(
 
 
 def test_a_disk_budget_bounds_token_states_to_a_stratified_subset(
-    tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path
+    tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from moohead.cache_plan import PlanRequest, parse_size, plan_cache
     from moohead.frozen import training_rows
+    from moohead.token_ids import TokenIds
+
+    tokenised: list[int] = []
+    of = TokenIds.of.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type, tokenizer: object, texts: list[list[str]], *args: object) -> object:
+        tokenised.append(len(texts[0]))
+        return of(cls, tokenizer, texts, *args)
+
+    monkeypatch.setattr(TokenIds, "of", classmethod(counted))
 
     task = GLUE_TASKS["sst2"]
     train = load_split(task, "train", glue_dir)
@@ -350,6 +360,8 @@ def test_a_disk_budget_bounds_token_states_to_a_stratified_subset(
     assert abs(labels.mean() - tr.labels.mean()) < 0.05  # stratified
     assert len(training_rows(tr, Genome(depth=2, pool="attention"))) == len(have)
     assert len(training_rows(tr, Genome(depth=2, pool="mean"))) == len(tr)  # pooled: all
+    # Four plans and the encoder pass tokenised each split once.
+    assert sorted(tokenised) == sorted(len(s) for s in cut.values())
     # parse_size
     assert parse_size("20G") == 20 * 2**30 and parse_size("1.5M") == int(1.5 * 2**20)
     with pytest.raises(MooheadError, match="not a size"):

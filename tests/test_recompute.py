@@ -149,13 +149,13 @@ def test_evolve_with_recomputed_states_records_and_shows_it(
 def test_token_ids_are_the_tokenizers_across_slices(
     tiny_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from moohead import recompute
-    from moohead.recompute import TokenIds
+    from moohead import token_ids
+    from moohead.token_ids import TokenIds
 
     _, tok, _ = load_encoder(str(tiny_encoder_dir))
     a = ["good film", "a bad plot", "dull", "the film was good", "bad"]
     b = ["bad", "good plot", "a film", "dull plot", "good film and plot"]
-    monkeypatch.setattr(recompute, "SLICE", 2)  # three slices, the last one short
+    monkeypatch.setattr(token_ids, "SLICE", 2)  # three slices, the last one short
     got = TokenIds.of(tok, [a, b], 24, True)
     enc = tok(a, b, truncation=True, max_length=24)
     ids, types = got.take(np.arange(5))
