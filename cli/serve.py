@@ -32,7 +32,7 @@ D = ServeConfig(model_dir=Path())  # every default below is the config's own
 @click.option("--device", type=click.Choice(DEVICES), default=D.device, show_default=True)
 @click.option("--threads", type=int, default=None, help="ORT CPU threads (default: all cores).")
 @click.option(
-    "--max-batch", type=int, default=D.max_batch, show_default=True, help="Texts per model call."
+    "--max-batch", type=int, default=D.max_batch, show_default=True, help="Texts per batch."
 )
 @click.option(
     "--max-delay-ms",

@@ -21,7 +21,7 @@ class ServeConfig:
         variant: ONNX variant (default: the fastest exported for the device).
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: ORT intra-op threads on CPU (default: ORT's choice, all cores).
-        max_batch: Texts in one ONNX Runtime call at most.
+        max_batch: Texts in one batch at most (run as length groups on CPU).
         max_delay_ms: How long the oldest queued text waits for a batch to fill.
         max_queue: Texts waiting at most; a request that would go past it gets a 503.
         max_texts: Texts (or pairs) in one request at most.
