@@ -41,6 +41,7 @@ RUN = ROOT / "runs" / "serve_bench"
 MODEL = ROOT / "runs" / "serve_bench_model"
 MOOHEAD = str(Path(sys.executable).with_name("moohead"))
 CONCURRENCY = (1, 8, 32, 128)
+LONG_DELAY_CLIENTS = (1, 32)
 VARIANTS = ("int8", "fp32")
 OVERLOAD_CLIENTS = 512
 OVERLOAD_QUEUE = 32
@@ -235,37 +236,55 @@ async def closed_loop(
     }
 
 
+def sweep(
+    variant: str,
+    texts: list[str],
+    args: argparse.Namespace,
+    off: dict[str, float],
+    delay_ms: float,
+    concurrency: tuple[int, ...],
+) -> tuple[list[dict[str, Any]], float, int]:
+    """A server with ``--max-delay-ms delay_ms`` under each client count: its points, RSS
+    after the sweep and exit code."""
+    server = Server("--variant", variant, "--threads", str(args.threads),
+                    "--max-batch", str(args.max_batch), "--max-delay-ms", str(delay_ms))  # fmt: skip
+    points = []
+    try:
+        for clients in concurrency:
+            p = asyncio.run(closed_loop(server.url, texts, clients, args.seconds, args.warmup))
+            p.pop("samples")
+            p["max_delay_ms"] = delay_ms
+            p["vs_offline"] = p["ok_per_s"] / off["predict"]
+            p["vs_arrival"] = p["ok_per_s"] / off["arrival"]
+            p["p99_over_p50"] = p["p99_ms"] / p["p50_ms"]
+            points.append(p)
+            print(
+                f"  {clients:>3} clients, delay {delay_ms:g} ms: {p['ok_per_s']:.0f} req/s "
+                f"({p['vs_offline']:.0%} of offline), p50 {p['p50_ms']:.1f} p95 "
+                f"{p['p95_ms']:.1f} p99 {p['p99_ms']:.1f} ms, mean batch {p['mean_batch']:.1f}",
+                flush=True,
+            )
+        rss = server.rss_mib()
+    finally:
+        code = server.stop()
+    return points, rss, code
+
+
 def run_variant(variant: str, texts: list[str], args: argparse.Namespace) -> dict[str, Any]:
     off = offline(variant, texts, args.threads, args.seconds)
     print(
         f"{variant}: offline {off['predict']:.0f} texts/s; in arrival order "
         f"{off['arrival']:.0f} in one call a batch, {off['groups']:.0f} in length groups"
     )
-    server = Server("--variant", variant, "--threads", str(args.threads),
-                    "--max-batch", str(args.max_batch), "--max-delay-ms", str(args.max_delay_ms))  # fmt: skip
-    points = []
-    try:
-        for clients in CONCURRENCY:
-            p = asyncio.run(closed_loop(server.url, texts, clients, args.seconds, args.warmup))
-            p.pop("samples")
-            p["vs_offline"] = p["ok_per_s"] / off["predict"]
-            p["vs_arrival"] = p["ok_per_s"] / off["arrival"]
-            p["p99_over_p50"] = p["p99_ms"] / p["p50_ms"]
-            points.append(p)
-            print(
-                f"  {clients:>3} clients: {p['ok_per_s']:.0f} req/s ({p['vs_offline']:.0%} of "
-                f"offline), p50 {p['p50_ms']:.1f} p95 {p['p95_ms']:.1f} p99 {p['p99_ms']:.1f} ms, "
-                f"mean batch {p['mean_batch']:.1f}",
-                flush=True,
-            )
-        rss = server.rss_mib()
-    finally:
-        code = server.stop()
+    points, rss, code = sweep(variant, texts, args, off, args.max_delay_ms, CONCURRENCY)
+    # The same server waiting longer for company: larger batches, at a latency cost alone.
+    longer, _, _ = sweep(variant, texts, args, off, args.long_delay_ms, LONG_DELAY_CLIENTS)
     return {
         "offline_texts_per_s": off["predict"],
         "offline_arrival_texts_per_s": off["arrival"],
         "offline_arrival_groups_texts_per_s": off["groups"],
         "points": points,
+        "long_delay_points": longer,
         "rss_mib": rss,
         "exit_code": code,
     }
@@ -320,9 +339,12 @@ def table(data: dict[str, Any]) -> str:
                 f"| {variant} | offline, arrival order, batch 32, length groups | {groups:.0f} | "
                 f"{groups / predict:.2f}x | {groups / arrival:.2f}x | | | | | 32 |"
             )
-        for p in v["points"]:
+        for p in [*v["points"], *v.get("long_delay_points", [])]:
+            clients = p["clients"]
+            if p.get("max_delay_ms", data["max_delay_ms"]) != data["max_delay_ms"]:
+                clients = f"{clients}, `--max-delay-ms {p['max_delay_ms']:g}`"
             rows.append(
-                f"| {variant} | {p['clients']} | {p['ok_per_s']:.0f} | {p['vs_offline']:.2f}x | "
+                f"| {variant} | {clients} | {p['ok_per_s']:.0f} | {p['vs_offline']:.2f}x | "
                 f"{p['vs_arrival']:.2f}x | {p['p50_ms']:.1f} | {p['p95_ms']:.1f} | "
                 f"{p['p99_ms']:.1f} | {p['p99_over_p50']:.2f} | {p['mean_batch']:.1f} |"
             )
@@ -348,6 +370,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="ORT threads (server, offline).")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-delay-ms", type=float, default=5.0)
+    parser.add_argument("--long-delay-ms", type=float, default=20.0, help="The second sweep's.")
     parser.add_argument("--table", action="store_true", help="Print the table of the last run.")
     args = parser.parse_args()
     if args.table:
