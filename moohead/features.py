@@ -18,6 +18,7 @@ Files are memory-mapped, so a genome pages in only the layers it reads.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -323,13 +324,14 @@ def grow_view(
     ctx: PrepareContext,
     source: SourceCache,
     view: str,
-    ids: TokenIds,
+    ids: Callable[[], TokenIds],
     rows: np.ndarray,
     label: str,
     token_rows: np.ndarray | None = None,
 ) -> FeatureStore:
-    """The store of ``rows`` (source rows; ``ids`` their examples' tokens in this view),
-    encoding the rows the cache does not hold yet under the folder's lock.
+    """The store of ``rows`` (source rows; ``ids()`` their examples' tokens in this view,
+    asked for only when some rows must be encoded), encoding the rows the cache does not
+    hold yet under the folder's lock.
 
     Args:
         token_rows: Source rows whose token states are needed; None: all of ``rows``. The
@@ -352,7 +354,7 @@ def grow_view(
                 tick = ctx.progress(what, len(missing)) if ctx.progress else None
                 tmp = source.temp_chunk(view)
                 try:
-                    meta = encode_chunk(ctx, ids.subset(pos), missing, tmp, tick, with_tokens)
+                    meta = encode_chunk(ctx, ids().subset(pos), missing, tmp, tick, with_tokens)
                     chunks.append(source.commit(view, tmp, meta))
                 except OSError as exc:
                     raise cache_error(source.root, exc) from exc
@@ -380,10 +382,11 @@ def cached_split(ctx: PrepareContext, split_name: str, data: Split) -> SplitFeat
         # the examples' own rows name the token subset: the rows they read in this view
         tokens = None if token_rows is None else rows[np.isin(origin.rows, token_rows)]
         label = f"{split_name}/{view}"
-        ids = ctx.view_tokens(source.root, view, texts, origin.rows)
+        # tokenised when rows must be encoded or recomputed, not for a warm cache
+        ids = functools.partial(ctx.view_tokens, source.root, view, texts, origin.rows)
         views[view] = grow_view(ctx, source, view, ids, rows, label, tokens)
         if live is not None:
-            views[view] = EncodedStore(views[view], ids, live)
+            views[view] = EncodedStore(views[view], ids(), live)
     ctx.release_tokens(source.root, origin.rows)  # a recomputing store keeps its own
     return SplitFeatures(views, data.labels)
 

@@ -360,8 +360,11 @@ def test_a_disk_budget_bounds_token_states_to_a_stratified_subset(
     assert abs(labels.mean() - tr.labels.mean()) < 0.05  # stratified
     assert len(training_rows(tr, Genome(depth=2, pool="attention"))) == len(have)
     assert len(training_rows(tr, Genome(depth=2, pool="mean"))) == len(tr)  # pooled: all
-    # Four plans and the encoder pass tokenised each split once.
+    # Four plans and the encoder pass tokenised each split once; a warm cache, not at all.
     assert sorted(tokenised) == sorted(len(s) for s in cut.values())
+    for n, s in cut.items():
+        cached_split(ctx, n, s)
+    assert len(tokenised) == len(cut)
     # parse_size
     assert parse_size("20G") == 20 * 2**30 and parse_size("1.5M") == int(1.5 * 2**20)
     with pytest.raises(MooheadError, match="not a size"):
