@@ -7,7 +7,8 @@ process on one of the two cores (one thread each, so they share the machine even
 two wait for each other there):
 
 1. ``full``: every head trains to the full budget (``--budgets 1``);
-2. ``halving``: ``--budgets 1/9,1/3,1`` (successive halving inside NSGA-II).
+2. ``halving``: ``--budgets 1/9,1/3,1`` (successive halving inside NSGA-II; the arm's
+   budgets and ``--offspring`` are options of this script).
 
 Each search runs whole generations until its time is up (the generation under way when
 time runs out is finished, and what it adds after the deadline does not count). Reported:
@@ -24,6 +25,7 @@ time runs out is finished, and what it adds after the deadline does not count). 
   entered the full-budget front of the halving search.
 
     python benchmarks/multifidelity.py [--tasks sst2,cola,stsb] [--seeds 0,1,2] [--minutes 4]
+        [--budgets 1/9,1/3,1] [--offspring N] [--name multifidelity]
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import numpy as np
 from common import glue_dir, run_task_seeds
 from search_vs_random import hv_over_reference
 
-from moohead.config import SearchConfig, show_budgets
+from moohead.config import SearchConfig, parse_budgets, show_budgets
 from moohead.evaluation import Evaluation
 from moohead.front import best_baseline, nondominated, search_hypervolume, tolerances
 from moohead.metrics import chance_score
@@ -52,7 +54,7 @@ from moohead.stop import StopFlag
 from moohead.workspace import prepare
 
 NAME = "multifidelity"
-ARMS = {"full": (1.0,), "halving": (1 / 9, 1 / 3, 1.0)}
+ARMS = ("full", "halving")
 QUARTERS = (0.25, 0.5, 0.75, 1.0)
 
 
@@ -105,6 +107,7 @@ def one_arm(cfg: SearchConfig, seconds: float, barrier: Any, dropped_sample: int
     in_time = [e for e in evals if clock.stamps[e.id] <= seconds]
     out = {
         "budgets": show_budgets(cfg.budgets),
+        "offspring": cfg.offspring or cfg.population,
         "reference_tuning_seconds": round(tuning, 1),
         "evaluations_in_time": len(in_time),
         "full_budget_in_time": sum(1 for e in in_time if e.full),
@@ -124,8 +127,10 @@ def one_arm(cfg: SearchConfig, seconds: float, barrier: Any, dropped_sample: int
     return out
 
 
-def _arm_process(cfg: SearchConfig, seconds: float, barrier: Any, sample: int, queue: Any) -> None:
-    queue.put((cfg.budgets, one_arm(cfg, seconds, barrier, sample)))
+def _arm_process(
+    name: str, cfg: SearchConfig, seconds: float, barrier: Any, sample: int, queue: Any
+) -> None:
+    queue.put((name, one_arm(cfg, seconds, barrier, sample)))
 
 
 def finished_by(arm: dict[str, Any], t: float) -> list[Evaluation]:
@@ -200,10 +205,14 @@ def one_seed(task: str, seed: int, args: argparse.Namespace, work: Path) -> dict
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(len(ARMS)), ctx.Queue()
     procs = []
-    for name, budgets in ARMS.items():
-        cfg = replace(base, out=work / f"{task}-{seed}-{name}", budgets=budgets)
+    arms = {
+        "full": replace(base, budgets=(1.0,)),
+        "halving": replace(base, budgets=parse_budgets(args.budgets), offspring=args.offspring),
+    }
+    for name, cfg in arms.items():
+        cfg = replace(cfg, out=work / f"{task}-{seed}-{name}")
         proc = ctx.Process(
-            target=_arm_process, args=(cfg, seconds, barrier, args.dropped_sample, queue)
+            target=_arm_process, args=(name, cfg, seconds, barrier, args.dropped_sample, queue)
         )
         proc.start()
         procs.append(proc)
@@ -211,8 +220,8 @@ def one_seed(task: str, seed: int, args: argparse.Namespace, work: Path) -> dict
     for proc in procs:
         proc.join()
     out: dict[str, Any] = {"seconds": seconds}
-    for name, budgets in ARMS.items():
-        out[name] = results[budgets]
+    for name in ARMS:
+        out[name] = results[name]
     for key in ("over_best_reference", "over_chance"):
         target = out["full"]["hypervolume"]["1.0"][key]
         reached = time_to_reach(out["halving"]["curve"][key], target)
@@ -252,6 +261,10 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=10)
     parser.add_argument("--max-train", type=int, default=3000)
     parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--budgets", default="1/9,1/3,1", help="the halving arm's")
+    parser.add_argument(
+        "--offspring", type=int, default=None, help="the halving arm's [default: population]"
+    )
     parser.add_argument("--dropped-sample", type=int, default=8)
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: moohead's")
     parser.add_argument("--name", default=NAME, help="results file name (a smoke run: other)")

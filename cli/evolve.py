@@ -65,6 +65,13 @@ def _objectives(ctx: click.Context, param: click.Parameter, value: str) -> tuple
     help="NSGA-II population (>= 4).",
 )
 @click.option(
+    "--offspring",
+    type=int,
+    default=None,
+    help="New genomes a generation after the first [default: the population]. With "
+    "--budgets, the first budget's share of them reaches the full budget.",
+)
+@click.option(
     "--generations",
     type=int,
     default=D.generations,

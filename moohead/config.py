@@ -78,6 +78,9 @@ class SearchConfig:
         data_dir: Folder with ``<task>/{train,validation}.<ext>``; None = the hub.
         out: Run directory.
         population: NSGA-II population size.
+        offspring: New genomes NSGA-II asks for each generation after the first (pymoo's
+            ``n_offsprings``); None = the population. With ``budgets``, ``offspring`` times
+            the first budget of them reach the full budget each generation.
         generations: NSGA-II generations (the first is the initial population).
         max_train: Training examples used (search-train, search-stop and search-val): the
             first N of one fixed shuffle, whatever the seed; None = all.
@@ -125,6 +128,7 @@ class SearchConfig:
     data_dir: Path | None = None
     out: Path = Path("runs/latest")
     population: int = 16
+    offspring: int | None = None
     generations: int = 8
     max_train: int | None = 8000
     val_fraction: float = 0.15
@@ -156,6 +160,10 @@ class SearchConfig:
         """Raise MooheadError naming the first invalid value and the valid range."""
         checks = [
             (self.population >= 4, f"--population must be at least 4, got {self.population}"),
+            (
+                self.offspring is None or self.offspring >= 1,
+                f"--offspring must be at least 1, got {self.offspring}",
+            ),
             (self.generations >= 1, f"--generations must be at least 1, got {self.generations}"),
             (self.max_length >= 8, f"--max-length must be at least 8, got {self.max_length}"),
             (

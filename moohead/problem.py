@@ -58,8 +58,10 @@ def make_nsga2(
     seeds: list[dict[str, Any]],
     repair: Repair,
     n_genes: int,
+    offspring: int | None = None,
 ) -> Any:
-    """NSGA-II (rank and crowding survival) for mixed variables, seeded with ``seeds``.
+    """NSGA-II (rank and crowding survival) for mixed variables, seeded with ``seeds``,
+    asking for ``offspring`` new genomes a generation (None: ``population``).
 
     Mutation changes each gene with probability ``1 / n_genes`` (about one gene an
     offspring). pymoo's mixed-variable defaults mutate each choice gene on its own, as a
@@ -100,6 +102,7 @@ def make_nsga2(
     dedup = MixedVariableDuplicateElimination()
     return NSGA2(
         pop_size=population,
+        n_offsprings=offspring,
         sampling=SeededSampling(),
         mating=MixedVariableMating(
             selection=TournamentSelection(func_comp=binary_tournament),

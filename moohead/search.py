@@ -172,7 +172,9 @@ def evolve(
         space, cfg.objectives, dec, Halving(evaluator, cfg.budgets, cfg.objectives)
     )
     seeds = [enc(ev.genome) for _, ev in refs.ranked()]
-    algorithm = make_nsga2(cfg.population, seeds, CanonicalRepair(dec, enc), len(space))
+    algorithm = make_nsga2(
+        cfg.population, seeds, CanonicalRepair(dec, enc), len(space), cfg.offspring
+    )
     algorithm.setup(problem, termination=("n_gen", cfg.generations), seed=cfg.seed, verbose=False)
     history: list[dict[str, Any]] = []
     generation, start = 0, time.perf_counter()

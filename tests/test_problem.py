@@ -85,3 +85,50 @@ def test_mutation_changes_about_one_gene() -> None:
     off = algorithm.mating._do(problem, pairs, 400, parents=True, random_state=rng)
     changed = [sum(o.X[k] != parent[k] for k in space) for o in off]
     assert 0.3 < np.mean(changed) < 1.5, np.mean(changed)
+
+
+class _FakeRungs:
+    """What ``Halving`` needs of an evaluator: evaluations at a budget, remembered."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[float, int]] = []  # (budget, genomes trained)
+        self.full: dict[str, Evaluation] = {}
+        self.trainer = type("Paused", (), {"keep_paused": lambda self, keys: None})()
+        self._score = _fake_evaluate([])
+
+    def known(self, g: Genome) -> Evaluation | None:
+        return self.full.get(g.key())
+
+    def __call__(self, genomes: list[Genome], budget: float) -> list[Evaluation]:
+        self.batches.append((budget, len(genomes)))
+        out = self._score(genomes)
+        for g, e in zip(genomes, out, strict=True):
+            e.budget = budget
+            if budget == 1.0:
+                self.full[g.key()] = e
+        return out
+
+
+def test_offspring_sets_the_new_genomes_a_generation_and_the_full_budget_gets_its_share() -> None:
+    """``--offspring 18`` with population 6 and budgets 1/3,1: after the first generation
+    each one trains 18 new genomes at a third of the budget and brings 6 to the full one."""
+    from moohead.halving import Halving
+
+    def dec(x: dict[str, Any]) -> Genome:
+        return decode(x, 6, False)
+
+    def enc(g: Genome) -> dict[str, Any]:
+        return encode(g, False)
+
+    space = search_space(6, False)
+    rungs = _FakeRungs()
+    halving = Halving(rungs, (1 / 3, 1.0), ("score", "flops"))  # type: ignore[arg-type]
+    problem = HeadSearchProblem(space, ("score", "flops"), dec, halving)
+    algorithm = make_nsga2(6, [], CanonicalRepair(dec, enc), len(space), offspring=18)
+    algorithm.setup(problem, termination=("n_gen", 4), seed=0, verbose=False)
+    while algorithm.has_next():
+        pop = algorithm.ask()
+        algorithm.evaluator.eval(problem, pop)
+        algorithm.tell(infills=pop)
+    assert rungs.batches[:2] == [(1 / 3, 6), (1.0, 2)]  # the first population: 6, a third on
+    assert rungs.batches[2:] == [(1 / 3, 18), (1.0, 6)] * 3
