@@ -60,8 +60,8 @@ def _mean_cell(h: dict[str, Any]) -> str:
 
 def quality_table_v2(data: dict[str, Any]) -> str:
     rows = [
-        "| task (validation split) | search seeds | best reference | best front head | gain | cheapest within 1 pt | gain | FLOPs vs reference |",
-        "|---|---|---|---|---|---|---|---|",
+        "| task (validation split) | search seeds | best reference | best front head | gain | cheapest within 1 pt | gain | FLOPs vs reference | Spearman |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for task, t in data["tasks"].items():
         s = t["summary"]
@@ -73,7 +73,8 @@ def quality_table_v2(data: dict[str, Any]) -> str:
             f"| {task} ({VALIDATION_NAMES.get(task, 'GLUE dev')}) | {s['reference']['runs']} | "
             f"{_mean_cell(s['reference'])} ({names}) | {_mean_cell(s['best'])} | "
             f"{s['best']['gain_points_mean']:+.1f} | {_mean_cell(cheap)} | "
-            f"{'-' if gain is None else f'{gain:+.1f}'} | {'-' if ratio is None else f'{ratio:.2f}x'} |"
+            f"{'-' if gain is None else f'{gain:+.1f}'} | {'-' if ratio is None else f'{ratio:.2f}x'} | "
+            f"{s['spearman_median']:.2f} |"
         )
     return "\n".join(rows)
 
