@@ -88,11 +88,15 @@ VALIDATION_NAMES = {
 
 def svr_table(data: dict[str, Any]) -> str:
     rows = [
-        "| task (validation split) | seeds | reference (validation) | HV NSGA-II | HV random | ratio | best head, NSGA-II | best head, random | Spearman |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task (validation split) | seeds | reference (validation) | HV NSGA-II | HV random | ratio | best search-val, NSGA-II vs random | best head, NSGA-II | best head, random | Spearman |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task, t in data["tasks"].items():
         seeds, s = t["seeds"], t["summary"]
+        fitness = " / ".join(
+            f"{100 * v['nsga']['best_search_val']:.1f} vs {100 * v['random']['best_search_val']:.1f}"
+            for v in seeds.values()
+        )
         refs = ", ".join(
             f"{v['reference']} {100 * v['reference_validation']:.1f}" for v in seeds.values()
         )
@@ -110,8 +114,8 @@ def svr_table(data: dict[str, Any]) -> str:
         split = VALIDATION_NAMES.get(task, "GLUE dev")
         rows.append(
             f"| {task} ({split}) | {len(seeds)} | {refs} | {hv['nsga']} | {hv['random']} | "
-            f"{'-' if ratio is None else f'{ratio:.2f}x'} | {best['nsga']} | {best['random']} | "
-            f"{s['spearman_median']:.2f} |"
+            f"{'-' if ratio is None else f'{ratio:.2f}x'} | {fitness} | {best['nsga']} | "
+            f"{best['random']} | {s['spearman_median']:.2f} |"
         )
     return "\n".join(rows)
 
@@ -364,6 +368,7 @@ def main() -> None:
         ("search_vs_random", svr_table),
         ("search_speed", speed_table),
         ("multifidelity", multifidelity_table),
+        ("multifidelity_wide", multifidelity_table),
         ("export_speed", export_table),
         ("cpu_ceiling", ceiling_table),
         ("gpu_check", gpu_table),
