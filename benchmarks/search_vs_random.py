@@ -15,8 +15,10 @@ and the genome, so a genome both methods ask for has the same result either way.
 
 Reported per search: the hypervolume over (search-val score, FLOPs) of the references
 and the method's evaluations, with the reference point at the best reference's score and
-FLOPs (so only heads that beat the best reference on both count), and the official
-validation score of the method's best search-val head (never chosen on validation). Per
+FLOPs (so only heads that beat the best reference on both count); the hypervolume the
+method adds to the references' own front in moohead's search hypervolume (score above
+chance, FLOPs relative to ``hf-head``), which also credits heads that beat the references
+at a cost none of them has; and the official validation score of the method's best search-val head (never chosen on validation). Per
 task and seed: the Spearman rank correlation between search-val and validation scores
 over every evaluation.
 
@@ -37,8 +39,9 @@ from common import glue_dir, run_task_seeds
 from moohead.config import SearchConfig
 from moohead.evaluation import Evaluation
 from moohead.fidelity import score_model
-from moohead.front import hypervolume
+from moohead.front import best_baseline, hypervolume, search_hypervolume
 from moohead.genome import Genome, decode, search_space
+from moohead.metrics import chance_score
 from moohead.progress import Reporter
 from moohead.references import define, tune
 from moohead.rundir import RunDir
@@ -113,6 +116,15 @@ def one_search(task: str, seed: int, args: argparse.Namespace, work: Path) -> di
             validated[e.id] = float(scored["score"])
         return validated[e.id]
 
+    chance = chance_score(ws.data.task, ws.data.val.labels)
+    hf_head = best_baseline(reference_evals, layers)
+
+    def hv_gain(evals: list[Evaluation]) -> float:
+        """What ``evals`` add to the references' front's search hypervolume."""
+        objectives = ("score", "flops")
+        with_refs = search_hypervolume([*reference_evals, *evals], objectives, hf_head, chance)
+        return with_refs - search_hypervolume(reference_evals, objectives, hf_head, chance)
+
     def method(evals: list[Evaluation]) -> dict[str, Any]:
         pool = [e for e in [*reference_evals, *evals] if e.ok]
         best = max(pool, key=lambda e: (e.score, -e.id))
@@ -120,6 +132,7 @@ def one_search(task: str, seed: int, args: argparse.Namespace, work: Path) -> di
             "evaluations": len(evals),
             "failed": sum(1 for e in evals if not e.ok),
             "hypervolume": hv_over_reference([*reference_evals, *evals], best_ref),
+            "hypervolume_gain_over_references": hv_gain(evals),
             "best_head": best.genome.describe(),
             "best_search_val": best.score,
             "best_validation": validation(best),
@@ -150,7 +163,15 @@ def summarise(seeds: dict[str, dict[str, Any]]) -> dict[str, Any]:
     hv = {m: [s[m]["hypervolume"] for s in seeds.values()] for m in ("nsga", "random")}
     val = {m: [s[m]["best_validation"] for s in seeds.values()] for m in ("nsga", "random")}
     med = {m: float(np.median(v)) for m, v in hv.items()}
+    key = "hypervolume_gain_over_references"  # not recorded by runs before 2026-11-30
+    recorded = all(key in s[m] for s in seeds.values() for m in ("nsga", "random"))
+    median_gain = (
+        {m: float(np.median([s[m][key] for s in seeds.values()])) for m in ("nsga", "random")}
+        if recorded
+        else None
+    )
     return {
+        "median_hypervolume_gain_over_references": median_gain,
         "median_hypervolume": med,
         "hypervolume_ratio": med["nsga"] / med["random"] if med["random"] > 0 else None,
         "nsga_at_least_random": med["nsga"] >= med["random"],
