@@ -18,9 +18,9 @@ and the method's evaluations, with the reference point at the best reference's s
 FLOPs (so only heads that beat the best reference on both count); the hypervolume the
 method adds to the references' own front in moohead's search hypervolume (score above
 chance, FLOPs relative to ``hf-head``), which also credits heads that beat the references
-at a cost none of them has; and the official validation score of the method's best search-val head (never chosen on validation). Per
-task and seed: the Spearman rank correlation between search-val and validation scores
-over every evaluation.
+at a cost none of them has; and the official validation score of the method's best
+search-val head (never chosen on validation). Per task and seed: the Spearman rank
+correlation between search-val and validation scores over every evaluation.
 
     python benchmarks/search_vs_random.py [--tasks sst2,cola,stsb,mrpc,rte] [--seeds 0,1,2]
 """
