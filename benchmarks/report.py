@@ -24,33 +24,6 @@ def _load(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _head_cell(heads: dict[str, Any], name: str) -> str:
-    if name not in heads:
-        return "none"
-    e = heads[name]
-    return f"{100 * e['validation_mean']:.1f} ± {100 * e['validation_std']:.1f} (`{e['summary']}`)"
-
-
-def quality_table(data: dict[str, Any]) -> str:
-    if data.get("version") == 2:
-        return quality_table_v2(data)
-    rows = [
-        "| task (metric) | evals | baseline | best front head | gain | cheapest within 1 pt | FLOPs vs baseline | gap |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for task, t in data["tasks"].items():
-        h = t["heads"]
-
-        ratio = t["cheapest_flops_ratio"]
-        gap = t["cheapest_gap_points"]
-        rows.append(
-            f"| {task} ({t['metric']}) | {t['evaluations']} | {_head_cell(h, 'baseline')} | {_head_cell(h, 'best')} | "
-            f"{t['best_gain_points']:+.1f} | {_head_cell(h, 'cheapest')} | "
-            f"{'-' if ratio is None else f'{ratio:.2f}x'} | {'-' if gap is None else f'{gap:+.1f}'} |"
-        )
-    return "\n".join(rows)
-
-
 def _mean_cell(h: dict[str, Any]) -> str:
     if h["validation_mean"] is None:
         return "none"
@@ -58,7 +31,7 @@ def _mean_cell(h: dict[str, Any]) -> str:
     return f"{100 * h['validation_mean']:.1f}{std}"
 
 
-def quality_table_v2(data: dict[str, Any]) -> str:
+def quality_table(data: dict[str, Any]) -> str:
     rows = [
         "| task (validation split) | search seeds | best reference | best front head | gain | cheapest within 1 pt | gain | FLOPs vs reference | Spearman |",
         "|---|---|---|---|---|---|---|---|---|",
