@@ -54,7 +54,6 @@ from moohead.stop import StopFlag
 from moohead.workspace import prepare
 
 NAME = "multifidelity"
-ARMS = ("full", "halving")
 QUARTERS = (0.25, 0.5, 0.75, 1.0)
 
 
@@ -202,13 +201,13 @@ def one_seed(task: str, seed: int, args: argparse.Namespace, work: Path) -> dict
         out=work / f"{task}-{seed}-cache",
     )
     prepare(base)  # the feature cache, once, before the two arms share it
-    ctx = mp.get_context("spawn")
-    barrier, queue = ctx.Barrier(len(ARMS)), ctx.Queue()
-    procs = []
     arms = {
         "full": replace(base, budgets=(1.0,)),
         "halving": replace(base, budgets=parse_budgets(args.budgets), offspring=args.offspring),
     }
+    ctx = mp.get_context("spawn")
+    barrier, queue = ctx.Barrier(len(arms)), ctx.Queue()
+    procs = []
     for name, cfg in arms.items():
         cfg = replace(cfg, out=work / f"{task}-{seed}-{name}")
         proc = ctx.Process(
@@ -219,9 +218,7 @@ def one_seed(task: str, seed: int, args: argparse.Namespace, work: Path) -> dict
     results = dict(queue.get() for _ in procs)
     for proc in procs:
         proc.join()
-    out: dict[str, Any] = {"seconds": seconds}
-    for name in ARMS:
-        out[name] = results[name]
+    out: dict[str, Any] = {"seconds": seconds} | {name: results[name] for name in arms}
     for key in ("over_best_reference", "over_chance"):
         target = out["full"]["hypervolume"]["1.0"][key]
         reached = time_to_reach(out["halving"]["curve"][key], target)

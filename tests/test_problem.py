@@ -30,7 +30,16 @@ def _fake_evaluate(calls: list[Genome]) -> Any:
     return evaluate
 
 
-def _run(seed: int, calls: list[Genome]) -> np.ndarray:
+def _search(
+    evaluate: Any,
+    population: int,
+    generations: int,
+    seed: int,
+    seeds: tuple[Genome, ...] = (),
+    offspring: int | None = None,
+) -> Any:
+    """NSGA-II over the 6-layer single-sentence space, ``evaluate`` answering; run out."""
+
     def dec(x: dict[str, Any]) -> Genome:
         return decode(x, 6, False)
 
@@ -38,13 +47,19 @@ def _run(seed: int, calls: list[Genome]) -> np.ndarray:
         return encode(g, False)
 
     space = search_space(6, False)
-    problem = HeadSearchProblem(space, ("score", "flops"), dec, _fake_evaluate(calls))
-    algorithm = make_nsga2(8, [enc(baseline(6))], CanonicalRepair(dec, enc), len(space))
-    algorithm.setup(problem, termination=("n_gen", 5), seed=seed, verbose=False)
+    problem = HeadSearchProblem(space, ("score", "flops"), dec, evaluate)
+    repair = CanonicalRepair(dec, enc)
+    algorithm = make_nsga2(population, [enc(g) for g in seeds], repair, len(space), offspring)
+    algorithm.setup(problem, termination=("n_gen", generations), seed=seed, verbose=False)
     while algorithm.has_next():
         pop = algorithm.ask()
         algorithm.evaluator.eval(problem, pop)
         algorithm.tell(infills=pop)
+    return algorithm
+
+
+def _run(seed: int, calls: list[Genome]) -> np.ndarray:
+    algorithm = _search(_fake_evaluate(calls), 8, 5, seed, seeds=(baseline(6),))
     return np.asarray(algorithm.opt.get("F"))
 
 
@@ -114,21 +129,8 @@ def test_offspring_sets_the_new_genomes_a_generation_and_the_full_budget_gets_it
     each one trains 18 new genomes at a third of the budget and brings 6 to the full one."""
     from moohead.halving import Halving
 
-    def dec(x: dict[str, Any]) -> Genome:
-        return decode(x, 6, False)
-
-    def enc(g: Genome) -> dict[str, Any]:
-        return encode(g, False)
-
-    space = search_space(6, False)
     rungs = _FakeRungs()
     halving = Halving(rungs, (1 / 3, 1.0), ("score", "flops"))  # type: ignore[arg-type]
-    problem = HeadSearchProblem(space, ("score", "flops"), dec, halving)
-    algorithm = make_nsga2(6, [], CanonicalRepair(dec, enc), len(space), offspring=18)
-    algorithm.setup(problem, termination=("n_gen", 4), seed=0, verbose=False)
-    while algorithm.has_next():
-        pop = algorithm.ask()
-        algorithm.evaluator.eval(problem, pop)
-        algorithm.tell(infills=pop)
+    _search(halving, population=6, generations=4, seed=0, offspring=18)
     assert rungs.batches[:2] == [(1 / 3, 6), (1.0, 2)]  # the first population: 6, a third on
     assert rungs.batches[2:] == [(1 / 3, 18), (1.0, 6)] * 3
