@@ -61,8 +61,8 @@ VALIDATION_NAMES = {
 
 def svr_table(data: dict[str, Any]) -> str:
     rows = [
-        "| task (validation split) | seeds | reference (validation) | HV NSGA-II | HV random | ratio | best search-val, NSGA-II vs random | best head, NSGA-II | best head, random | Spearman |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| task (validation split) | seeds | reference (validation) | HV NSGA-II | HV random | ratio | HV added to references, NSGA-II vs random | best search-val, NSGA-II vs random | best head, NSGA-II | best head, random | Spearman |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task, t in data["tasks"].items():
         seeds, s = t["seeds"], t["summary"]
@@ -77,6 +77,11 @@ def svr_table(data: dict[str, Any]) -> str:
             m: " / ".join(f"{v[m]['hypervolume']:.4f}" for v in seeds.values())
             for m in ("nsga", "random")
         }
+        key = "hypervolume_gain_over_references"  # runs before 2026-11-30 lack it
+        added = " / ".join(
+            f"{v['nsga'][key]:.3f} vs {v['random'][key]:.3f}" if key in v["nsga"] else "-"
+            for v in seeds.values()
+        )
         std = s["best_validation_std"]
         best = {
             m: f"{100 * s['best_validation_mean'][m]:.1f}"
@@ -87,7 +92,7 @@ def svr_table(data: dict[str, Any]) -> str:
         split = VALIDATION_NAMES.get(task, "GLUE dev")
         rows.append(
             f"| {task} ({split}) | {len(seeds)} | {refs} | {hv['nsga']} | {hv['random']} | "
-            f"{'-' if ratio is None else f'{ratio:.2f}x'} | {fitness} | {best['nsga']} | "
+            f"{'-' if ratio is None else f'{ratio:.2f}x'} | {added} | {fitness} | {best['nsga']} | "
             f"{best['random']} | {s['spearman_median']:.2f} |"
         )
     return "\n".join(rows)
