@@ -85,6 +85,7 @@ def one_search(task: str, seed: int, args: argparse.Namespace, work: Path) -> di
         data_dir=glue_dir(),
         out=work / f"{task}-{seed}",
         population=args.population,
+        initial_random=args.initial_random,
         generations=args.generations,
         max_train=args.max_train,
         max_length=args.max_length,
@@ -190,6 +191,13 @@ def main() -> None:
     parser.add_argument("--tasks", default="sst2,cola,stsb,mrpc,rte")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--population", type=int, default=10)
+    parser.add_argument(
+        "--initial-random",
+        type=int,
+        default=None,
+        help="moohead evolve's: random genomes beside the references in NSGA-II's first "
+        "population (default: as many as fill it)",
+    )
     parser.add_argument("--generations", type=int, default=6)
     parser.add_argument("--max-train", type=int, default=3000)
     parser.add_argument("--max-length", type=int, default=64)

@@ -72,6 +72,13 @@ def _objectives(ctx: click.Context, param: click.Parameter, value: str) -> tuple
     "--budgets, the first budget's share of them reaches the full budget.",
 )
 @click.option(
+    "--initial-random",
+    type=int,
+    default=None,
+    help="Random genomes beside the references in the first population [default: as many "
+    "as fill the population].",
+)
+@click.option(
     "--generations",
     type=int,
     default=D.generations,

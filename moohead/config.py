@@ -81,6 +81,8 @@ class SearchConfig:
         offspring: New genomes NSGA-II asks for each generation after the first (pymoo's
             ``n_offsprings``); None = the population. With ``budgets``, ``offspring`` times
             the first budget of them reach the full budget each generation.
+        initial_random: Random genomes beside the references in the first population;
+            None = as many as fill the population (none when the references do).
         generations: NSGA-II generations (the first is the initial population).
         max_train: Training examples used (search-train, search-stop and search-val): the
             first N of one fixed shuffle, whatever the seed; None = all.
@@ -129,6 +131,7 @@ class SearchConfig:
     out: Path = Path("runs/latest")
     population: int = 16
     offspring: int | None = None
+    initial_random: int | None = None
     generations: int = 8
     max_train: int | None = 8000
     val_fraction: float = 0.15
@@ -163,6 +166,10 @@ class SearchConfig:
             (
                 self.offspring is None or self.offspring >= 1,
                 f"--offspring must be at least 1, got {self.offspring}",
+            ),
+            (
+                self.initial_random is None or self.initial_random >= 0,
+                f"--initial-random must be at least 0, got {self.initial_random}",
             ),
             (self.generations >= 1, f"--generations must be at least 1, got {self.generations}"),
             (self.max_length >= 8, f"--max-length must be at least 8, got {self.max_length}"),

@@ -59,9 +59,14 @@ def make_nsga2(
     repair: Repair,
     n_genes: int,
     offspring: int | None = None,
+    initial_random: int | None = None,
 ) -> Any:
     """NSGA-II (rank and crowding survival) for mixed variables, seeded with ``seeds``,
     asking for ``offspring`` new genomes a generation (None: ``population``).
+
+    The first population is ``seeds`` and ``initial_random`` random genomes (None: as
+    many as fill ``population``); survival cuts it to ``population`` after the first
+    offspring. Random genomes beside the seeds give mating genes the seeds lack.
 
     Mutation changes each gene with probability ``1 / n_genes`` (about one gene an
     offspring). pymoo's mixed-variable defaults mutate each choice gene on its own, as a
@@ -100,7 +105,17 @@ def make_nsga2(
             return X
 
     dedup = MixedVariableDuplicateElimination()
-    return NSGA2(
+    initial = population if initial_random is None else len(seeds) + initial_random
+
+    class SeededNSGA2(NSGA2):
+        """NSGA-II whose first population holds ``initial`` genomes."""
+
+        def _initialize_infill(self) -> Any:
+            return self.initialization.do(
+                self.problem, initial, algorithm=self, random_state=self.random_state
+            )
+
+    return SeededNSGA2(
         pop_size=population,
         n_offsprings=offspring,
         sampling=SeededSampling(),

@@ -22,10 +22,12 @@ from moohead.errors import MooheadError
 IDENTITY_SETTINGS = (
     "task", "max_train", "val_fraction", "max_length", "seed", "objectives", "population",
     "batch_size", "max_epochs", "patience", "reference_length", "fidelity", "lr_encoder",
-    "budgets", "offspring",
+    "budgets", "offspring", "initial_random",
 )  # fmt: skip
 # What a run written before a setting existed did, as config.json stores it.
-IDENTITY_DEFAULTS: dict[str, Any] = {"budgets": [1.0], "cache_storage": "fp16", "offspring": None}
+IDENTITY_DEFAULTS: dict[str, Any] = {
+    "budgets": [1.0], "cache_storage": "fp16", "offspring": None, "initial_random": None,
+}  # fmt: skip
 
 
 def identity(settings: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -173,7 +173,12 @@ def evolve(
     )
     seeds = [enc(ev.genome) for _, ev in refs.ranked()]
     algorithm = make_nsga2(
-        cfg.population, seeds, CanonicalRepair(dec, enc), len(space), cfg.offspring
+        cfg.population,
+        seeds,
+        CanonicalRepair(dec, enc),
+        len(space),
+        cfg.offspring,
+        cfg.initial_random,
     )
     algorithm.setup(problem, termination=("n_gen", cfg.generations), seed=cfg.seed, verbose=False)
     history: list[dict[str, Any]] = []

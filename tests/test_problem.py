@@ -37,6 +37,7 @@ def _search(
     seed: int,
     seeds: tuple[Genome, ...] = (),
     offspring: int | None = None,
+    initial_random: int | None = None,
 ) -> Any:
     """NSGA-II over the 6-layer single-sentence space, ``evaluate`` answering; run out."""
 
@@ -49,7 +50,8 @@ def _search(
     space = search_space(6, False)
     problem = HeadSearchProblem(space, ("score", "flops"), dec, evaluate)
     repair = CanonicalRepair(dec, enc)
-    algorithm = make_nsga2(population, [enc(g) for g in seeds], repair, len(space), offspring)
+    seeded = [enc(g) for g in seeds]
+    algorithm = make_nsga2(population, seeded, repair, len(space), offspring, initial_random)
     algorithm.setup(problem, termination=("n_gen", generations), seed=seed, verbose=False)
     while algorithm.has_next():
         pop = algorithm.ask()
@@ -134,3 +136,20 @@ def test_offspring_sets_the_new_genomes_a_generation_and_the_full_budget_gets_it
     _search(halving, population=6, generations=4, seed=0, offspring=18)
     assert rungs.batches[:2] == [(1 / 3, 6), (1.0, 2)]  # the first population: 6, a third on
     assert rungs.batches[2:] == [(1 / 3, 18), (1.0, 6)] * 3
+
+
+def test_initial_random_adds_random_genomes_beside_every_seed() -> None:
+    """``--initial-random 5`` with 6 seeds and population 4: the first population is all
+    6 seeds (none cut to fit the population) and 5 random genomes; later generations ask
+    for a population's worth each, and survival keeps the population at 4."""
+    from dataclasses import replace
+
+    seeds = tuple(replace(baseline(6), depth=d) for d in range(1, 7))
+    calls: list[Genome] = []
+    algorithm = _search(_fake_evaluate(calls), 4, 3, 0, seeds=seeds, initial_random=5)
+    assert calls[:6] == list(seeds)
+    assert len({g.key() for g in calls[:11]}) == 11 and len(calls) == 11 + 4 + 4
+    assert len(algorithm.pop) == 4
+    default: list[Genome] = []
+    _search(_fake_evaluate(default), 4, 1, 0, seeds=seeds)  # the population's worth of seeds
+    assert default == list(seeds[:4])

@@ -172,8 +172,9 @@ def test_a_run_recorded_before_a_setting_existed_resumes_at_that_settings_old_de
     tmp_path: Path,
 ) -> None:
     """Runs written before the cache's storage was recorded stored no ``cache_storage``:
-    they were fp16, and a resume with int8 is refused, naming it. Likewise ``offspring``:
-    earlier runs asked for a population's worth a generation."""
+    they were fp16, and a resume with int8 is refused, naming it. Likewise ``offspring``
+    (earlier runs asked for a population's worth a generation) and ``initial_random``
+    (they filled the first population)."""
     from moohead.resume import check_identity
 
     old = {"task": "sst2", "budgets": [1.0]}  # no cache_storage: fp16 at the time
@@ -183,5 +184,8 @@ def test_a_run_recorded_before_a_setting_existed_resumes_at_that_settings_old_de
     check_identity(tmp_path, old, old | {"offspring": None})
     with pytest.raises(MooheadError, match=r"offspring differs \(run: null, now: 30\)"):
         check_identity(tmp_path, old, old | {"offspring": 30})
+    check_identity(tmp_path, old, old | {"initial_random": None})
+    with pytest.raises(MooheadError, match=r"initial_random differs \(run: null, now: 10\)"):
+        check_identity(tmp_path, old, old | {"initial_random": 10})
     # a setting neither side records (a fine-tune run's storage) is the default on both
     check_identity(tmp_path, {"task": "sst2"}, {"task": "sst2"})
