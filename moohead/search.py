@@ -177,8 +177,8 @@ def evolve(
         seeds,
         CanonicalRepair(dec, enc),
         len(space),
-        cfg.offspring,
-        cfg.initial_random,
+        offspring=cfg.offspring,
+        initial_random=cfg.initial_random,
     )
     algorithm.setup(problem, termination=("n_gen", cfg.generations), seed=cfg.seed, verbose=False)
     history: list[dict[str, Any]] = []

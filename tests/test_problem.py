@@ -50,8 +50,14 @@ def _search(
     space = search_space(6, False)
     problem = HeadSearchProblem(space, ("score", "flops"), dec, evaluate)
     repair = CanonicalRepair(dec, enc)
-    seeded = [enc(g) for g in seeds]
-    algorithm = make_nsga2(population, seeded, repair, len(space), offspring, initial_random)
+    algorithm = make_nsga2(
+        population,
+        [enc(g) for g in seeds],
+        repair,
+        len(space),
+        offspring=offspring,
+        initial_random=initial_random,
+    )
     algorithm.setup(problem, termination=("n_gen", generations), seed=seed, verbose=False)
     while algorithm.has_next():
         pop = algorithm.ask()
