@@ -75,6 +75,12 @@ class Evaluator:
             results.append(known if known is not None else self._record(g, budget, next(outcomes)))
         return results
 
+    def asked(self, genome: Genome, budget: float = 1.0) -> Evaluation | None:
+        """The genome's evaluation at ``budget`` if this run asked for it already; one
+        only restored from the archive of a resumed run does not count until it is asked
+        for again, so a resumed search decides as the interrupted one did at this point."""
+        return self.by_key.get(budget_key(genome, budget))
+
     def known(self, genome: Genome, budget: float = 1.0) -> Evaluation | None:
         """The genome's evaluation at ``budget`` if it has one: asked for before, or
         restored from the archive of a resumed run (then it joins this run's evaluations)."""

@@ -77,8 +77,12 @@ class Halving:
             return self.evaluator(genomes)
         reached: dict[str, Evaluation] = {}
         current: dict[str, Genome] = {}
-        for g in genomes:  # each once; those evaluated in full already are answered
-            done = self.evaluator.known(g)
+        # Each genome once; those this run evaluated in full before are answered. Full
+        # evaluations only restored from a killed run's archive do not count: their genomes
+        # go through the rungs again (answered from the archive), so that each rung's
+        # promotion ranks the same heads as before the kill.
+        for g in genomes:
+            done = self.evaluator.asked(g)
             if done is not None:
                 reached[g.key()] = done
             else:

@@ -9,12 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_evaluate import archived, make
 from test_resume import comparable, evolve_args, lines, wait_for_lines
 
 from moohead.config import parse_budgets, show_budgets
 from moohead.evaluation import FAILED_OBJECTIVE, Cost, Evaluation
 from moohead.genome import Genome
-from moohead.halving import promote, survival_objectives
+from moohead.halving import Halving, promote, survival_objectives
 
 BUDGETS = ["--budgets", "1/3,1"]
 
@@ -59,6 +60,28 @@ def test_survival_compares_heads_only_at_equal_budget() -> None:
     assert third[0] < better[0] and third[1] == better[1]
     failed = survival_objectives(ev(4, 0.0, 0, budget=1 / 9, ok=False), ["score", "flops"])
     assert failed == [FAILED_OBJECTIVE, FAILED_OBJECTIVE] and max(ninth) < FAILED_OBJECTIVE
+
+
+def test_a_resume_killed_after_a_promoted_head_finished_replays_the_same_rungs(
+    tmp_path: Path,
+) -> None:
+    """Killed once the promoted head's full-budget evaluation was archived: the resumed
+    search answers the batch from the archive and trains nothing. Had it counted that
+    restored evaluation as known before the rungs, the rung would hold the other head
+    alone and promote it to the full budget."""
+    better, worse = Genome(depth=1, lr=3e-3), Genome(depth=1, lr=1e-3)  # same FLOPs
+    evaluator, _, _ = make(tmp_path)
+    first = Halving(evaluator, (1 / 3, 1.0), ("score", "flops"))([better, worse])
+    records = archived(tmp_path)
+    assert [(r["id"], r["budget"]) for r in records] == [(0, 1 / 3), (1, 1 / 3), (2, 1.0)]
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    resumed, fidelity, _ = make(resumed_dir)
+    resumed.restore(records)
+    again = Halving(resumed, (1 / 3, 1.0), ("score", "flops"))([better, worse])
+    assert fidelity.trained == []
+    assert [e.id for e in again] == [e.id for e in first] == [2, 1]
+    assert [e.id for e in resumed.evaluations] == [e.id for e in evaluator.evaluations]
 
 
 @pytest.mark.slow

@@ -119,7 +119,7 @@ class _FakeRungs:
         self.trainer = type("Paused", (), {"keep_paused": lambda self, keys: None})()
         self._score = _fake_evaluate([])
 
-    def known(self, g: Genome) -> Evaluation | None:
+    def asked(self, g: Genome) -> Evaluation | None:
         return self.full.get(g.key())
 
     def __call__(self, genomes: list[Genome], budget: float) -> list[Evaluation]:
