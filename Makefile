@@ -31,7 +31,7 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check moohead cli export tests benchmarks
 	$(VENV)/bin/ruff format --check moohead cli export tests benchmarks
-	$(VENV)/bin/mypy moohead cli export
+	$(VENV)/bin/mypy moohead cli export tests benchmarks
 
 # transformers.js for tests/test_interop.py, where npm exists (the test skips without it).
 NPM := $(shell command -v npm 2>/dev/null)

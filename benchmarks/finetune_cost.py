@@ -37,7 +37,7 @@ def main() -> None:
     encoder, tokenizer, info = load_encoder(None)
     encoder.to(args.device)
 
-    def tokens(split):  # type: ignore[no-untyped-def]
+    def tokens(split):
         return tokenize_split(tokenizer, task, split, args.max_length, info.uses_token_type_ids)
 
     train_t, stop_t, val_t = tokens(cut.train), tokens(cut.stop), tokens(cut.val)

@@ -94,7 +94,7 @@ def one_arm(cfg: SearchConfig, seconds: float, barrier: Any, dropped_sample: int
     references = list(evaluator.evaluations)
     with contextlib.suppress(KeyboardInterrupt):  # time is up
         evolve(cfg, evaluator, refs, ws.data, clock)  # the references come from the cache
-    arm = {
+    arm: dict[str, Any] = {
         "ws": ws,
         "evaluator": evaluator,
         "references": references,
@@ -172,7 +172,7 @@ def dropped_heads(arm: dict[str, Any], sample: int, seed: int) -> dict[str, Any]
     trained = evaluator(chosen)
     pool = [*arm["references"], *[e for e in evals if e.full], *trained]
     ok = [e for e in pool if e.ok and e.cost is not None]
-    F = np.array([[-e.score, float(e.cost.flops)] for e in ok])  # type: ignore[union-attr]
+    F = np.array([[-e.score, float(e.cost.flops)] for e in ok])
     on_front = {ok[i].id for i in np.flatnonzero(nondominated(F, tolerances(("score", "flops"))))}
     entered = [e for e in trained if e.id in on_front]
     return {

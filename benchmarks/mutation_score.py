@@ -80,14 +80,14 @@ def main() -> None:
             survivors.setdefault(path, []).append(
                 {"mutant": v["name"], "status": v["status"], "diff": diff(v["name"])}
             )
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for path, counts in modules.items():
-        total = sum(counts.values())
+        mutants = sum(counts.values())
         per_function = functions.get(path, {})
         rows[path] = {
-            "mutants": total,
+            "mutants": mutants,
             "killed": counts["killed"],
-            "score": round(counts["killed"] / total, 4) if total else None,
+            "score": round(counts["killed"] / mutants, 4) if mutants else None,
             "counts": dict(sorted(counts.items())),
             "functions": {
                 name: f"{c['killed']}/{sum(c.values())} killed" for name, c in per_function.items()

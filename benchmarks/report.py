@@ -339,6 +339,12 @@ def ray_table(data: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _put_between(text: str, name: str, block: str) -> str:
+    """``text`` with its ``name`` markers and what they hold replaced by ``block``."""
+    pattern = rf"<!-- {name}:start -->.*?<!-- {name}:end -->"
+    return re.sub(pattern, lambda _m: block, text, flags=re.S)
+
+
 def main() -> None:
     text = README.read_text()
     renders = (
@@ -366,9 +372,7 @@ def main() -> None:
         if data is None:
             continue
         block = f"<!-- {name}:start -->\n{render(data)}\n<!-- {name}:end -->"
-        text = re.sub(
-            rf"<!-- {name}:start -->.*?<!-- {name}:end -->", lambda _m, b=block: b, text, flags=re.S
-        )
+        text = _put_between(text, name, block)
     README.write_text(text)
 
 

@@ -99,7 +99,7 @@ def throughput(
     """A search's evaluations per hour, training each generation's heads together (the
     default) or ``alone``, one after another as before whole-generation training."""
     if mode == "alone":
-        frozen.plan_groups = one_by_one  # type: ignore[assignment]
+        frozen.plan_groups = one_by_one
     cfg = SearchConfig(
         task="sst2",
         data_dir=glue_dir(),
@@ -116,7 +116,7 @@ def throughput(
     try:
         doc = run_search(cfg)
     finally:
-        frozen.plan_groups = PLAN_GROUPS  # type: ignore[assignment]
+        frozen.plan_groups = PLAN_GROUPS
     total = time.perf_counter() - t0
     records = [json.loads(x) for x in (out / "archive.jsonl").read_text().splitlines()]
     search_seconds = total - doc["cache_seconds"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,10 +20,10 @@ WORDS = [
 POSITIVE, NEGATIVE = WORDS[:4], WORDS[4:8]
 
 
-def tiny_config(**overrides: object):  # type: ignore[no-untyped-def]
+def tiny_config(**overrides: Any):
     from transformers import BertConfig
 
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         vocab_size=99,
         hidden_size=32,
         num_hidden_layers=2,
@@ -36,7 +37,7 @@ def tiny_config(**overrides: object):  # type: ignore[no-untyped-def]
 def save_tiny_encoder(folder: Path, **overrides: object) -> Path:
     """A random tiny BERT and a word-level tokenizer, saved with save_pretrained."""
     import torch
-    from transformers import BertModel, BertTokenizerFast
+    from transformers import BertModel, BertTokenizerFast  # type: ignore[attr-defined]
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
@@ -193,7 +194,7 @@ def gate_run(run_dir: Path, dest: Path, flips: str, positives: int) -> tuple[Pat
     genome = Genome.from_dict(entry["genome"])
     assert genome.mlp_layers == 1 and genome.pair == "joint", genome
     head = build_head(genome, tiny_config().hidden_size, 2)
-    hidden, classifier = head.mlp.blocks[0][0], head.mlp.classifier
+    hidden, classifier = head.mlp.blocks[0][0], head.mlp.classifier  # type: ignore[index]
     with torch.no_grad():
         hidden.weight.zero_()
         hidden.bias.zero_()

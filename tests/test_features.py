@@ -40,7 +40,7 @@ class Counter:
         return tick
 
 
-def _ctx(encoder_dir: Path, task: Task, cfg: CacheConfig, counter: Counter | None = None):  # type: ignore[no-untyped-def]
+def _ctx(encoder_dir: Path, task: Task, cfg: CacheConfig, counter: Counter | None = None):
     model, tok, info = load_encoder(str(encoder_dir))
     return PrepareContext(model, tok, info, task, cfg, counter)
 

@@ -42,7 +42,7 @@ def test_linear_schedule_warms_up_then_decays_to_zero() -> None:
 
 
 @pytest.mark.parametrize("amp", [None, "bf16"])
-def test_finetune_trains_the_encoder_and_leaves_the_original(tokens, amp: str | None) -> None:  # type: ignore[no-untyped-def]
+def test_finetune_trains_the_encoder_and_leaves_the_original(tokens, amp: str | None) -> None:
     encoder, info, splits = tokens
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     cfg = replace(finetune_config(TrainConfig(batch_size=16, max_epochs=3, patience=3)), amp=amp)

@@ -20,7 +20,7 @@ def mask(F: list[list[float]], rel_tol: list[float] | None = None) -> list[bool]
 
 def test_nondominated_keeps_exactly_the_pareto_set() -> None:
     # (1,4) (2,2) (4,1) trade off; (3,3) is dominated by (2,2); (5,5) by everything.
-    F = [[1, 4], [3, 3], [2, 2], [5, 5], [4, 1]]
+    F: list[list[float]] = [[1, 4], [3, 3], [2, 2], [5, 5], [4, 1]]
     assert mask(F) == [True, False, True, False, True]
 
 

@@ -68,7 +68,7 @@ def test_baseline_is_the_hugging_face_head() -> None:
     hf = BertForSequenceClassification(tiny_config()).eval()
     head = build_head(baseline(2), 32, 2).eval()
     mlp = head.mlp
-    mlp.blocks[0][0].load_state_dict(hf.bert.pooler.dense.state_dict())
+    mlp.blocks[0][0].load_state_dict(hf.bert.pooler.dense.state_dict())  # type: ignore[index]
     mlp.classifier.load_state_dict(hf.classifier.state_dict())
     ids = torch.randint(5, 99, (3, 7))
     with torch.no_grad():

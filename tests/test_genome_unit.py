@@ -6,6 +6,7 @@ No torch here (test_genome.py builds the heads), so the mutation run can use the
 import itertools
 import json
 from dataclasses import fields, replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -82,8 +83,14 @@ def test_arch_key_leaves_out_exactly_the_training_genes() -> None:
     assert {k: RICH.to_dict()[k] for k in arch} == arch
     same_head = replace(RICH, lr=1e-3, weight_decay=0.0, dropout=0.0)
     assert same_head.arch_key() == RICH.arch_key() and same_head.key() != RICH.key()
-    for gene, other in [("depth", 2), ("pool", "max"), ("mixer", "none"), ("norm", False)]:
-        assert replace(RICH, **{gene: other}).arch_key() != RICH.arch_key(), gene
+    changes: list[dict[str, Any]] = [
+        {"depth": 2},
+        {"pool": "max"},
+        {"mixer": "none"},
+        {"norm": False},
+    ]
+    for change in changes:
+        assert replace(RICH, **change).arch_key() != RICH.arch_key(), change
 
 
 @pytest.mark.parametrize(

@@ -82,7 +82,7 @@ def test_heads_trained_together_equal_heads_trained_alone(
     assert len({a.epochs for a in alone}) > 1 or len({a.metrics["score"] for a in alone}) > 1
     # Training reads: alone, 4 token-level heads gather every batch; together, the group
     # gathers each batch once (checks on search-stop read per head either way).
-    train_batches = sum(f.step for f in fits if f.job.reads is not None)  # type: ignore[union-attr]
+    train_batches = sum(f.step for f in fits if f.job.reads is not None)  # type: ignore[union-attr, misc]
     assert train_batches and len(reads) < read_alone
 
 
@@ -139,7 +139,7 @@ def test_local_trainer_groups_a_generation(
     """The search's trainer: outcomes in the order asked, equal to training alone, also
     when the memory bound cuts the generation into several groups."""
     monkeypatch.setattr(frozen, "READ_LIMIT", 1)
-    trainer = LocalTrainer(FrozenFidelity(), data, CFG, seed=3)  # type: ignore[arg-type]
+    trainer = LocalTrainer(FrozenFidelity(), data, CFG, seed=3)
     outcomes = list(trainer.train(GENOMES))
     for genome, out in zip(GENOMES, outcomes, strict=True):
         assert isinstance(out, TrainResult)

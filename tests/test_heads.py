@@ -16,11 +16,13 @@ def test_depthwise_conv_fast_backward_matches_autograd(kernel: int, tokens: int)
     torch.manual_seed(0)
     conv = nn.Conv1d(6, 6, kernel, padding=kernel // 2, groups=6).double()
     x = torch.randn(3, 6, tokens, dtype=torch.double, requires_grad=True)
-    assert torch.autograd.gradcheck(_DepthwiseConv1d.apply, (x, conv.weight, conv.bias))
+    assert conv.bias is not None
+    inputs = (x, conv.weight, conv.bias)
+    assert torch.autograd.gradcheck(_DepthwiseConv1d.apply, inputs)
     out = depthwise_conv1d(x, conv)
     grad = torch.randn_like(out)
-    fast = torch.autograd.grad(out, (x, conv.weight, conv.bias), grad)
-    reference = torch.autograd.grad(conv(x), (x, conv.weight, conv.bias), grad)
+    fast = torch.autograd.grad(out, inputs, grad)
+    reference = torch.autograd.grad(conv(x), inputs, grad)
     for a, b in zip(fast, reference, strict=True):
         torch.testing.assert_close(a, b)
 
@@ -64,7 +66,9 @@ def test_attention_pool_score_bias_gets_no_gradient() -> None:
     head = head.double().eval()
     states, mask = torch.randn(1, 3, 5, 8, dtype=torch.double), torch.ones(3, 5)
     head(states, mask).sum().backward()
-    bias = head.pool.query.bias
+    query = head.pool.query
+    assert isinstance(query, nn.Linear)
+    bias = query.bias
     assert bias.grad is not None and bias.grad.abs().max() < 1e-12
     with torch.no_grad():
         before = head(states, mask)

@@ -117,7 +117,7 @@ def test_ort_latency_times_the_exported_graph(
     monkeypatch.setattr(
         moohead.measure,
         "time_interleaved",
-        lambda calls, *a: groups.append(len(calls)) or real(calls, *a),
+        lambda calls, *a: groups.append(len(calls)) or real(calls, *a),  # type: ignore[func-returns-value]
     )
     ms = measure_latency_interleaved(models, [x] * 4, warmup=1, runs=3, runtime="ort", threads=1)
     assert len(ms) == 4 and all(v > 0 for v in ms) and groups == [3, 1]

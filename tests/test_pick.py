@@ -1,5 +1,6 @@
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -8,12 +9,12 @@ from moohead.errors import MooheadError
 from moohead.pick import PickConfig, choose, knee_point
 
 
-def _entry(i: int, score: float, gflops: float, ms: float) -> dict:  # type: ignore[type-arg]
+def _entry(i: int, score: float, gflops: float, ms: float) -> dict[str, Any]:
     return {"id": i, "summary": f"h{i}", "score": score, "validation": score - 0.02, "flops": gflops * 1e9,
             "latency_ms": ms, "params": 1e7, "genome": {}}  # fmt: skip
 
 
-DOC = {
+DOC: dict[str, Any] = {
     "task": "sst2",
     "metric": "accuracy",
     "baseline": _entry(0, 0.80, 3.0, 30.0),

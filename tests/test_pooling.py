@@ -38,7 +38,8 @@ def _flags(*on: str) -> dict[str, object]:
         "mean_sqrt_len_tokens",
         "weightedmean_tokens",
     )
-    return {"word_embedding_dimension": 384} | {f"pooling_mode_{n}": n in on for n in names}
+    sizes: dict[str, object] = {"word_embedding_dimension": 384}
+    return sizes | {f"pooling_mode_{n}": n in on for n in names}
 
 
 def test_the_packaged_minilm_is_a_normalised_mean() -> None:

@@ -14,7 +14,7 @@ ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install '
 
 
 @pytest.fixture(scope="module")
-def local_ray():  # type: ignore[no-untyped-def]
+def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
@@ -89,7 +89,7 @@ def test_a_dying_worker_is_retried_then_recorded_as_failed(
     from moohead.train import TrainResult
     from moohead.workspace import prepare
 
-    def dying(genome: dict, seed: int, spec: object, budget: float) -> dict:  # type: ignore[type-arg]
+    def dying(genome: dict, seed: int, spec: object, budget: float) -> dict:
         """Dies for lr 0.003, as on an out-of-memory kill (nested: Ray ships it by value)."""
         from moohead.executor import train_task
 
@@ -121,7 +121,7 @@ def test_with_latency_no_outcome_comes_back_while_a_task_still_trains(
     done = tmp_path / "done"
     done.mkdir()
 
-    def slow_second(genome: dict, seed: int, spec: object, budget: float) -> dict:  # type: ignore[type-arg]
+    def slow_second(genome: dict, seed: int, spec: object, budget: float) -> dict:
         """The second genome trains 3 s longer, then leaves a mark (nested: by value)."""
         import time as _time
         import uuid

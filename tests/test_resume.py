@@ -30,7 +30,7 @@ def lines(path: Path) -> int:
     return path.read_text().count("\n") if path.exists() else 0
 
 
-def wait_for_lines(proc: subprocess.Popen, path: Path, n: int, deadline_s: float = 600) -> None:  # type: ignore[type-arg]
+def wait_for_lines(proc: subprocess.Popen, path: Path, n: int, deadline_s: float = 600) -> None:
     """Poll until ``path`` holds ``n`` finished lines, with the process still running.
 
     Fails (and kills the process) if it exits first or nothing happens for ``deadline_s``:
@@ -50,7 +50,7 @@ def wait_for_lines(proc: subprocess.Popen, path: Path, n: int, deadline_s: float
         time.sleep(0.02)
 
 
-def comparable(out: Path) -> tuple[list[dict], list[tuple]]:  # type: ignore[type-arg]
+def comparable(out: Path) -> tuple[list[dict], list[tuple]]:
     records = [json.loads(x) for x in (out / "archive.jsonl").read_text().splitlines()]
     for r in records:
         for key in TIMING:

@@ -17,7 +17,7 @@ from moohead.rundir import RunDir
 from moohead.search import run_search, written_front
 
 
-def archive_hypervolume(records: list[dict], objectives: tuple[str, ...], chance: float) -> float:  # type: ignore[type-arg]
+def archive_hypervolume(records: list[dict], objectives: tuple[str, ...], chance: float) -> float:
     """Hypervolume of the finished evaluations in ``records``, recomputed from the archive:
     costs relative to the best baseline's, against the reference (score at chance, twice
     its cost)."""
@@ -124,7 +124,7 @@ def test_run_directory_holds_everything(
 def test_same_seed_same_front(tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path) -> None:
     docs = [run_search(_cfg(tiny_encoder_dir, glue_dir, tmp_path / f"run{i}")) for i in range(2)]
 
-    def front(doc: dict) -> list:  # type: ignore[type-arg]
+    def front(doc: dict) -> list:
         return [(e["genome"], e["score"], e["flops"], e["validation"]) for e in doc["front"]]
 
     assert front(docs[0]) == front(docs[1])

@@ -37,7 +37,7 @@ def _norm(text: str) -> str:
     return " " + " ".join(re.findall(r"\w+", text.lower())) + " "
 
 
-def _side(cut, text: str) -> str:  # type: ignore[no-untyped-def]
+def _side(cut, text: str) -> str:
     sides = [k for k in ("train", "stop", "val") if text in getattr(cut, k).texts[0]]
     assert len(sides) == 1, sides
     return sides[0]
