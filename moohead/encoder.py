@@ -165,6 +165,7 @@ def cut_to(model: Any, depth: int) -> Iterator[Any]:
     layers = layer_list(model)
     if not 1 <= depth <= len(layers):
         raise ValueError(f"depth {depth} outside 1..{len(layers)}")
+    _hook_every_layer(model)
     parent_path = next(p for p in LAYER_PATHS if _get(model, p) is layers)
     parent_attr, _, leaf = parent_path.rpartition(".")
     parent = _get(model, parent_attr) if parent_attr else model
@@ -176,6 +177,18 @@ def cut_to(model: Any, depth: int) -> Iterator[Any]:
     finally:
         setattr(parent, leaf, layers)
         model.config.num_hidden_layers = full
+
+
+def _hook_every_layer(model: Any) -> None:
+    """transformers 5 records hidden states by hooks it installs on the layers a model has
+    at its first forward; install them while every layer is there, else a model first run
+    cut to depth d returns d + 1 hidden states ever after, however deep it runs."""
+    try:
+        from transformers.utils.output_capturing import maybe_install_capturing_hooks
+    except ImportError:  # transformers 4 returns hidden states without hooks
+        return
+    if hasattr(model, "config"):
+        maybe_install_capturing_hooks(model)
 
 
 def _get(obj: Any, dotted: str) -> Any:

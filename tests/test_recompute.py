@@ -48,6 +48,21 @@ def test_cut_to_runs_the_first_layers_and_puts_the_rest_back(tiny_encoder_dir: P
     assert len(layer_list(model)) == 2 and model.config.num_hidden_layers == 2
 
 
+def test_a_model_first_run_cut_still_gives_every_hidden_state_uncut(
+    tiny_encoder_dir: Path,
+) -> None:
+    """transformers 5 records hidden states by hooks it installs on the layers a model has
+    at its first forward: a fresh encoder (a Ray worker's) first run cut to 1 layer, then to
+    2, must still give 3 hidden states, as one first run whole does."""
+    model, tok, _ = load_encoder(str(tiny_encoder_dir))
+    batch = tok(["good film", "a bad plot"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        for depth in (1, 2):
+            with cut_to(model, depth) as cut:
+                assert len(cut(**batch, output_hidden_states=True).hidden_states) == depth + 1
+        assert len(model(**batch, output_hidden_states=True).hidden_states) == 3
+
+
 @pytest.mark.parametrize("task", ["sst2", "rte"])
 def test_recomputed_states_are_the_cached_ones_and_no_token_state_is_written(
     tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path, task: str
