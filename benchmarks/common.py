@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -21,6 +22,20 @@ def glue_dir() -> Path:
     if not path.is_dir():
         raise SystemExit(f"GLUE data not found at {path}; set GLUE_DIR")
     return path
+
+
+def add_initial_random(parser: argparse.ArgumentParser) -> None:
+    """``moohead evolve --initial-random`` for a benchmark's searches, with evolve's default
+    (results measured before 2026-12-01 record none or null: they were ``fill``)."""
+    from moohead.config import SearchConfig, parse_initial_random
+
+    parser.add_argument(
+        "--initial-random",
+        type=parse_initial_random,
+        default=SearchConfig().initial_random,
+        help="random genomes beside the references in NSGA-II's first population: a count, "
+        "'population' (evolve's default) or 'fill' (the default before 2026-12-01)",
+    )
 
 
 def machine() -> dict[str, Any]:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import glue_dir, run_task_seeds
+from common import add_initial_random, glue_dir, run_task_seeds
 from search_vs_random import hv_over_reference
 
 from moohead.config import SearchConfig, parse_budgets, show_budgets
@@ -192,6 +192,7 @@ def one_seed(task: str, seed: int, args: argparse.Namespace, work: Path) -> dict
         task=task,
         data_dir=glue_dir(),
         population=args.population,
+        initial_random=args.initial_random,
         generations=1000,  # time decides
         max_train=args.max_train,
         max_length=args.max_length,
@@ -256,6 +257,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--minutes", type=float, default=4.0)
     parser.add_argument("--population", type=int, default=10)
+    add_initial_random(parser)
     parser.add_argument("--max-train", type=int, default=3000)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--budgets", default="1/9,1/3,1", help="the halving arm's")

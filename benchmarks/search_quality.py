@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import RESULTS, glue_dir, write_result
+from common import RESULTS, add_initial_random, glue_dir, write_result
 
 from moohead.config import SearchConfig
 from moohead.front import finalize
@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="sst2,cola,mrpc,rte,stsb")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--population", type=int, default=12)
+    add_initial_random(parser)
     parser.add_argument("--generations", type=int, default=6)
     parser.add_argument("--max-train", type=int, default=8000)
     parser.add_argument("--runs", type=Path, default=Path("runs/bench-quality"))
@@ -131,6 +132,7 @@ def main() -> None:
                 data_dir=glue_dir(),
                 out=out,
                 population=args.population,
+                initial_random=args.initial_random,
                 generations=args.generations,
                 max_train=args.max_train,
                 objectives=("score", "flops"),

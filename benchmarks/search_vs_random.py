@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import glue_dir, run_task_seeds
+from common import add_initial_random, glue_dir, run_task_seeds
 
 from moohead.config import SearchConfig
 from moohead.evaluation import Evaluation
@@ -191,13 +191,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="sst2,cola,stsb,mrpc,rte")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--population", type=int, default=10)
-    parser.add_argument(
-        "--initial-random",
-        type=int,
-        default=None,
-        help="moohead evolve's: random genomes beside the references in NSGA-II's first "
-        "population (default: as many as fill it)",
-    )
+    add_initial_random(parser)
     parser.add_argument("--generations", type=int, default=6)
     parser.add_argument("--max-train", type=int, default=3000)
     parser.add_argument("--max-length", type=int, default=64)

@@ -20,6 +20,7 @@ from moohead.config import (
     default_cache_dir,
     default_data_dir,
     parse_budgets,
+    parse_initial_random,
     show_budgets,
 )
 
@@ -73,10 +74,12 @@ def _objectives(ctx: click.Context, param: click.Parameter, value: str) -> tuple
 )
 @click.option(
     "--initial-random",
-    type=int,
-    default=None,
-    help="Random genomes beside the references in the first population [default: as many "
-    "as fill the population].",
+    default=D.initial_random,
+    show_default=True,
+    callback=lambda _ctx, _param, value: parse_initial_random(value),
+    help="Random genomes beside the references in the first population: a count, "
+    "'population' (as many as --population) or 'fill' (as many as fill the population; "
+    "the default before 2026-12-01).",
 )
 @click.option(
     "--generations",

@@ -22,6 +22,7 @@ LATENCY_RUNTIMES = ("ort", "torch")  # ONNX Runtime on the exported graph; PyTor
 
 CACHE_STORAGES = ("fp16", "int8")  # token states in the feature cache (cache_store.STORAGES)
 TOKEN_STATES = ("auto", "cache", "subset", "recompute")  # cache_plan.TOKEN_STATES
+INITIAL_RANDOM = ("population", "fill")  # named --initial-random values (besides a count)
 
 
 BUDGETS_USAGE = "--budgets takes increasing fractions in (0, 1] ending at 1, e.g. 1/9,1/3,1"
@@ -81,8 +82,10 @@ class SearchConfig:
         offspring: New genomes NSGA-II asks for each generation after the first (pymoo's
             ``n_offsprings``); None = the population. With ``budgets``, ``offspring`` times
             the first budget of them reach the full budget each generation.
-        initial_random: Random genomes beside the references in the first population;
-            None = as many as fill the population (none when the references do).
+        initial_random: Random genomes beside the references in the first population: a
+            count, ``population`` (as many as the population) or ``fill`` (as many as
+            fill the population, none when the references do; what runs did before
+            ``population`` became the default, ``benchmarks/search_vs_random.py``).
         generations: NSGA-II generations (the first is the initial population).
         max_train: Training examples used (search-train, search-stop and search-val): the
             first N of one fixed shuffle, whatever the seed; None = all.
@@ -131,7 +134,7 @@ class SearchConfig:
     out: Path = Path("runs/latest")
     population: int = 16
     offspring: int | None = None
-    initial_random: int | None = None
+    initial_random: int | str = "population"
     generations: int = 8
     max_train: int | None = 8000
     val_fraction: float = 0.15
@@ -168,8 +171,10 @@ class SearchConfig:
                 f"--offspring must be at least 1, got {self.offspring}",
             ),
             (
-                self.initial_random is None or self.initial_random >= 0,
-                f"--initial-random must be at least 0, got {self.initial_random}",
+                self.initial_random in INITIAL_RANDOM
+                or (isinstance(self.initial_random, int) and self.initial_random >= 0),
+                "--initial-random must be at least 0, or one of "
+                f"{', '.join(INITIAL_RANDOM)}, got {self.initial_random}",
             ),
             (self.generations >= 1, f"--generations must be at least 1, got {self.generations}"),
             (self.max_length >= 8, f"--max-length must be at least 8, got {self.max_length}"),
@@ -249,6 +254,15 @@ class SearchConfig:
         return self.threads if self.threads is not None else torch.get_num_threads()
 
     @property
+    def first_random(self) -> int | None:
+        """``initial_random`` as ``make_nsga2`` takes it: a count, or None to fill."""
+        if self.initial_random == "fill":
+            return None
+        if self.initial_random == "population":
+            return self.population
+        return int(self.initial_random)
+
+    @property
     def features_dir(self) -> Path:
         return self.cache_dir if self.cache_dir is not None else default_cache_dir()
 
@@ -322,3 +336,9 @@ def resolve_device(requested: str) -> str:
             "--device cuda was given but no CUDA GPU is available; use --device cpu or auto"
         )
     return requested
+
+
+def parse_initial_random(text: str | int) -> int | str:
+    """``--initial-random``'s value: a count (validated with the config), or a name."""
+    text = str(text).strip()
+    return int(text) if text.lstrip("-").isdigit() else text

@@ -26,8 +26,11 @@ IDENTITY_SETTINGS = (
 )  # fmt: skip
 # What a run written before a setting existed did, as config.json stores it.
 IDENTITY_DEFAULTS: dict[str, Any] = {
-    "budgets": [1.0], "cache_storage": "fp16", "offspring": None, "initial_random": None,
+    "budgets": [1.0], "cache_storage": "fp16", "offspring": None, "initial_random": "fill",
 }  # fmt: skip
+# Values an earlier version stored for what is now named otherwise: runs of 2026-11-30
+# stored ``initial_random: null`` for what is now ``fill``.
+RENAMED_VALUES: dict[str, tuple[Any, Any]] = {"initial_random": (None, "fill")}
 
 
 def identity(settings: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -46,14 +49,19 @@ def check_identity(out: Path, stored: dict[str, Any] | None, current: dict[str, 
     # Settings first: a different seed also cuts different data, and the seed is the cause.
     others = sorted((set(stored) | set(current)) - set(IDENTITY_SETTINGS))
     for key in [*IDENTITY_SETTINGS, *others]:
-        before = stored.get(key, IDENTITY_DEFAULTS.get(key))
-        after = current.get(key, IDENTITY_DEFAULTS.get(key))
+        before = _named(key, stored.get(key, IDENTITY_DEFAULTS.get(key)))
+        after = _named(key, current.get(key, IDENTITY_DEFAULTS.get(key)))
         if before != after:
             was, now = _show(before), _show(after)
             raise MooheadError(
                 f"cannot resume {out}: {key} differs (run: {was}, now: {now}); use the run's "
                 "settings, or pass --force-new to start over (the old run is kept beside it)"
             )
+
+
+def _named(key: str, value: Any) -> Any:
+    old, new = RENAMED_VALUES.get(key, (object(), None))
+    return new if value == old else value
 
 
 def _show(value: Any) -> str:

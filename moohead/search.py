@@ -178,7 +178,7 @@ def evolve(
         CanonicalRepair(dec, enc),
         len(space),
         offspring=cfg.offspring,
-        initial_random=cfg.initial_random,
+        initial_random=cfg.first_random,
     )
     algorithm.setup(problem, termination=("n_gen", cfg.generations), seed=cfg.seed, verbose=False)
     history: list[dict[str, Any]] = []

@@ -93,6 +93,7 @@ def _bad_inputs(tiny: Path, glue: Path, tmp: Path) -> list[tuple[list[str], str]
         ([*base, "--generations", "0"], "--generations must be at least 1"),
         ([*base, "--offspring", "0"], "--offspring must be at least 1"),
         ([*base, "--initial-random", "-1"], "--initial-random must be at least 0"),
+        ([*base, "--initial-random", "lots"], "one of population, fill, got lots"),
         ([*base, "--max-length", "4"], "--max-length must be at least 8"),
         ([*base, "--objectives", "flops,latency"], "give score plus"),
         ([*base, "--budgets", "1/3,1/9,1"], "not increasing"),

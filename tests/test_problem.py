@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from moohead.config import SearchConfig, parse_initial_random
 from moohead.evaluation import Cost, Evaluation
 from moohead.genome import Genome, baseline, decode, encode, search_space
 from moohead.problem import CanonicalRepair, HeadSearchProblem, make_nsga2
@@ -142,6 +143,15 @@ def test_offspring_sets_the_new_genomes_a_generation_and_the_full_budget_gets_it
     _search(halving, population=6, generations=4, seed=0, offspring=18)
     assert rungs.batches[:2] == [(1 / 3, 6), (1.0, 2)]  # the first population: 6, a third on
     assert rungs.batches[2:] == [(1 / 3, 18), (1.0, 6)] * 3
+
+
+def test_initial_random_names_a_count_the_population_or_fill() -> None:
+    """``--initial-random``: the population by default, ``fill`` as before 2026-12-01."""
+    assert SearchConfig().first_random == SearchConfig().population
+    assert SearchConfig(population=6).first_random == 6
+    assert SearchConfig(initial_random="fill").first_random is None
+    assert SearchConfig(initial_random=3).first_random == 3
+    assert [parse_initial_random(v) for v in ("12", " fill", "-1")] == [12, "fill", -1]
 
 
 def test_initial_random_adds_random_genomes_beside_every_seed() -> None:

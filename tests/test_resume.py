@@ -174,7 +174,7 @@ def test_a_run_recorded_before_a_setting_existed_resumes_at_that_settings_old_de
     """Runs written before the cache's storage was recorded stored no ``cache_storage``:
     they were fp16, and a resume with int8 is refused, naming it. Likewise ``offspring``
     (earlier runs asked for a population's worth a generation) and ``initial_random``
-    (they filled the first population)."""
+    (they filled the first population: ``fill``, which runs of one day stored as null)."""
     from moohead.resume import check_identity
 
     old = {"task": "sst2", "budgets": [1.0]}  # no cache_storage: fp16 at the time
@@ -184,8 +184,12 @@ def test_a_run_recorded_before_a_setting_existed_resumes_at_that_settings_old_de
     check_identity(tmp_path, old, old | {"offspring": None})
     with pytest.raises(MooheadError, match=r"offspring differs \(run: null, now: 30\)"):
         check_identity(tmp_path, old, old | {"offspring": 30})
-    check_identity(tmp_path, old, old | {"initial_random": None})
-    with pytest.raises(MooheadError, match=r"initial_random differs \(run: null, now: 10\)"):
-        check_identity(tmp_path, old, old | {"initial_random": 10})
+    check_identity(tmp_path, old, old | {"initial_random": "fill"})
+    check_identity(tmp_path, old | {"initial_random": None}, old | {"initial_random": "fill"})
+    for now in (10, "population"):
+        with pytest.raises(
+            MooheadError, match=rf"initial_random differs \(run: fill, now: {now}\)"
+        ):
+            check_identity(tmp_path, old, old | {"initial_random": now})
     # a setting neither side records (a fine-tune run's storage) is the default on both
     check_identity(tmp_path, {"task": "sst2"}, {"task": "sst2"})

@@ -75,6 +75,9 @@ def test_run_directory_holds_everything(
         r["id"] for r in doc["references"] if r["name"] == "hf-head"
     }
     n_refs = doc["history"][0]["evaluations"] - doc["history"][0]["new"]
+    # The first population: every reference and, by default, a population of random genomes.
+    assert config["config"]["initial_random"] == "population"
+    assert doc["history"][0]["new"] == cfg.population
     hf = [Genome.from_dict(r["genome"]) for r in records[:n_refs]]
     hf = [g for g in hf if g.arch_key() == baseline(2).arch_key()]
     assert {g.lr for g in hf} == set(LEARNING_RATES) and len({g.dropout for g in hf}) == 4
