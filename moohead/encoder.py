@@ -187,8 +187,7 @@ def _hook_every_layer(model: Any) -> None:
         from transformers.utils.output_capturing import maybe_install_capturing_hooks
     except ImportError:  # transformers 4 returns hidden states without hooks
         return
-    if hasattr(model, "config"):
-        maybe_install_capturing_hooks(model)
+    maybe_install_capturing_hooks(model)
 
 
 def _get(obj: Any, dotted: str) -> Any:
