@@ -37,11 +37,13 @@ class Genome:
         k: How many of the last layers ``concat``/``mix`` read.
         pair: ``joint`` (one encoding of both sentences), ``siamese`` (each sentence on its
             own, then the MLP reads u, v, |u-v|, u*v) or ``cosine`` (each on its own, then
-            a scale and bias, or for classes a threshold, on cos(u, v)).
+            a scale and bias, or for classes a threshold, on cos(u, v); the MLP genes
+            then describe a residual adapter, u + MLP(u), applied to each side first).
         pool: Token pooling.
         normalize: L2-normalise the pooled embedding (sentence-transformers' Normalize).
         mixer: Token mixer before pooling.
-        mlp_layers: Hidden layers of the MLP (0 = linear classifier).
+        mlp_layers: Hidden layers of the MLP (0 = linear classifier; for ``cosine``, 0 =
+            no adapter).
         width: Hidden width as a multiple of the encoder's hidden size.
         activation: MLP activation.
         norm: LayerNorm after each hidden layer.
@@ -103,12 +105,21 @@ class Genome:
         if self.mixer != "none":
             parts.append(self.mixer)
         if self.mlp_layers:
-            mlp = f"mlp{self.mlp_layers}x{self.width:g}{self.activation}"
+            kind = "adapter" if self.pair == "cosine" else "mlp"
+            mlp = f"{kind}{self.mlp_layers}x{self.width:g}{self.activation}"
             mlp += "+ln" if self.norm else ""
             mlp += "+res" if self.residual else ""
             parts.append(mlp)
         parts.append(f"lr{self.lr:g}")
         return " ".join(parts)
+
+
+def space_revision(is_pair: bool) -> int:
+    """Bumped when the same genes come to describe another head, so that a resume refuses
+    a run searched under the old meaning. 2 (2026-12-01): a cosine head reads its MLP genes
+    as an adapter before the cosine; they were dropped before. Only pair tasks have cosine
+    heads, so single-sentence spaces stay at 1."""
+    return 2 if is_pair else 1
 
 
 def canonical(genome: Genome, num_layers: int, is_pair: bool) -> Genome:
@@ -123,10 +134,11 @@ def canonical(genome: Genome, num_layers: int, is_pair: bool) -> Genome:
         g = replace(g, k=k) if k > 1 else replace(g, layers="last", k=1)
     if not is_pair:
         g = replace(g, pair="joint")
-    if g.pair == "cosine":
+    if g.pair == "cosine" and g.mlp_layers == 0:
         # cos(u, v) is one number, and scale-invariant: a linear map of it (scale and
-        # bias, or a threshold), no dropout, and normalising first changes nothing.
-        g = replace(g, mlp_layers=0, dropout=0.0, normalize=False)
+        # bias, or a threshold), no dropout, and normalising first changes nothing. With
+        # an adapter before the cosine (mlp_layers > 0) both matter.
+        g = replace(g, dropout=0.0, normalize=False)
     if g.mlp_layers == 0:
         g = replace(g, width=1.0, activation="tanh", norm=False, residual=False)
     elif g.mlp_layers == 1:

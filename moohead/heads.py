@@ -9,6 +9,7 @@ there is no class hierarchy of heads.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -237,13 +238,36 @@ class MLP(nn.Module):
         return self.classifier(self.dropout(x))
 
 
+class Adapter(nn.Module):
+    """A residual map of a sentence embedding, ``x + MLP(x)``, for cosine heads.
+
+    The MLP's last layer starts at zero, so training starts from the embedding itself
+    (the zero-shot cosine) and moves it only as far as the training data asks: the frozen
+    counterpart of fine-tuning a sentence encoder on cosine similarity, as SBERT does.
+    """
+
+    def __init__(self, genome: Genome, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.mlp = MLP(genome, dim, hidden, dim)
+        nn.init.zeros_(self.mlp.classifier.weight)
+        nn.init.zeros_(self.mlp.classifier.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mlp(x)
+
+
 def pair_width(pair: str, pooled: int) -> int:
     """Width of what the MLP reads for a pair mode, from the pooled width."""
     return {"joint": pooled, "siamese": 4 * pooled, "cosine": 1}[pair]
 
 
 class Head(nn.Module):
-    """Reader -> mixer -> pool -> (L2 norm) -> (siamese or cosine combination) -> MLP."""
+    """Reader -> mixer -> pool -> (L2 norm) -> (siamese or cosine combination) -> MLP.
+
+    For ``cosine`` the genome's MLP is an ``Adapter`` of each side's embedding, applied
+    before the cosine (none when ``mlp_layers`` is 0), and the output is a linear map of
+    the cosine.
+    """
 
     def __init__(self, genome: Genome, hidden: int, num_labels: int) -> None:
         super().__init__()
@@ -253,8 +277,14 @@ class Head(nn.Module):
         self.reader = READERS.build(genome.layers, genome.k, hidden)
         self.mixer = MIXERS.build(genome.mixer, dim)
         self.pool = POOLS.build(genome.pool, dim)
-        pooled = pair_width(genome.pair, pool_width(genome.pool, dim))
-        self.mlp = MLP(genome, pooled, hidden, num_labels)
+        pooled = pool_width(genome.pool, dim)
+        self.adapter: Adapter | None = None
+        if genome.pair == "cosine":
+            if genome.mlp_layers:
+                self.adapter = Adapter(genome, pooled, hidden)
+            self.mlp = MLP(replace(genome, mlp_layers=0, dropout=0.0), 1, hidden, num_labels)
+        else:
+            self.mlp = MLP(genome, pair_width(genome.pair, pooled), hidden, num_labels)
 
     def embed(self, states: torch.Tensor, mask: torch.Tensor, pooled: bool = False) -> torch.Tensor:
         x = self.reader(states)
@@ -279,6 +309,8 @@ class Head(nn.Module):
             if states_b is None or mask_b is None:
                 raise ValueError("a siamese head needs the states of both sentences")
             v = self.embed(states_b, mask_b, pooled)
+            if self.adapter is not None:
+                u, v = self.adapter(u), self.adapter(v)
             if self.genome.pair == "cosine":
                 u = F.cosine_similarity(u, v, dim=-1).unsqueeze(-1)
             else:

@@ -27,10 +27,18 @@ IDENTITY_SETTINGS = (
 # What a run written before a setting existed did, as config.json stores it.
 IDENTITY_DEFAULTS: dict[str, Any] = {
     "budgets": [1.0], "cache_storage": "fp16", "offspring": None, "initial_random": "fill",
+    "space_revision": 1,
 }  # fmt: skip
 # Values an earlier version stored for what is now named otherwise: runs of 2026-11-30
 # stored ``initial_random: null`` for what is now ``fill``.
 RENAMED_VALUES: dict[str, tuple[Any, Any]] = {"initial_random": (None, "fill")}
+
+
+# Identity entries no option sets, and what to do when they differ.
+NOT_SETTINGS = {
+    "space_revision": "its genes meant other heads (see genome.space_revision); resume it "
+    "with the moohead version that started it",
+}
 
 
 def identity(settings: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -53,9 +61,10 @@ def check_identity(out: Path, stored: dict[str, Any] | None, current: dict[str, 
         after = _named(key, current.get(key, IDENTITY_DEFAULTS.get(key)))
         if before != after:
             was, now = _show(before), _show(after)
+            remedy = NOT_SETTINGS.get(key, "use the run's settings")
             raise MooheadError(
-                f"cannot resume {out}: {key} differs (run: {was}, now: {now}); use the run's "
-                "settings, or pass --force-new to start over (the old run is kept beside it)"
+                f"cannot resume {out}: {key} differs (run: {was}, now: {now}); {remedy}, "
+                "or pass --force-new to start over (the old run is kept beside it)"
             )
 
 

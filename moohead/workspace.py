@@ -21,7 +21,7 @@ from moohead.encoder import check_max_length, load_encoder, resolve_model
 from moohead.features import CacheConfig, PrepareContext
 from moohead.fidelity import Fidelity, SearchData, get_fidelity, prepare_search_data
 from moohead.files import package_versions
-from moohead.genome import search_space
+from moohead.genome import search_space, space_revision
 from moohead.machine import timing_context
 from moohead.pooling import NativePooling, native_pooling
 from moohead.recompute import LiveEncoder
@@ -179,6 +179,7 @@ def prepare(
             "encoder": info.fingerprint,
             "data": {name: split.fingerprint() for name, split in splits.items()},
             "space": space_signature(info.num_layers, task.is_pair),
+            "space_revision": space_revision(task.is_pair),
             "native_pooling": [native.pool, native.normalize],
         }
         | cache_identity(cfg, plan),

@@ -98,19 +98,23 @@ def test_runtime_matches_pytorch_on_real_tokenisation(model_dir: Path, run_dir: 
     assert all(abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in preds)
 
 
-@pytest.mark.parametrize("pair", ["siamese", "joint"])
+@pytest.mark.parametrize("pair", ["siamese", "cosine", "joint"])
 def test_pair_heads_export_as_one_graph(tiny_encoder_dir: Path, tmp_path: Path, pair: str) -> None:
-    """Siamese heads take both sentences (two sets of inputs) in one graph; parity holds."""
+    """Siamese and cosine heads take both sentences (two sets of inputs) in one graph;
+    parity holds (the cosine head with a trained-looking adapter: one MLP layer)."""
     encoder, _, _ = load_encoder(str(tiny_encoder_dir))
     genome = replace(baseline(2), pair=pair, depth=2, k=2, layers="mix", pool="mean", mixer="conv3")
     torch.manual_seed(0)
-    model = FusedModel(truncate(encoder, 2), build_head(genome, 32, 3).eval(), True).eval()
+    head = build_head(genome, 32, 3).eval()
+    if head.adapter is not None:
+        torch.nn.init.normal_(head.adapter.mlp.classifier.weight, std=0.5)
+    model = FusedModel(truncate(encoder, 2), head, True).eval()
     path = tmp_path / "m.onnx"
     export_onnx(model, path)
     session = make_session(path, ["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     assert names == model.input_names
-    assert ("input_ids_b" in names) == (pair == "siamese")
+    assert ("input_ids_b" in names) == (pair != "joint")
     result = logit_parity(model, session, max_length=20, is_regression=False)
     assert result["max_abs_diff"] <= 1e-4 and result["label_flips"] == 0
 

@@ -30,6 +30,7 @@ from moohead.genome import (
     encode,
     is_baseline_arch,
     search_space,
+    space_revision,
 )
 
 RICH = Genome(
@@ -138,15 +139,23 @@ def test_pair_mode_only_on_pair_tasks() -> None:
     assert canonical(Genome(depth=2, pair="cosine"), 6, False).pair == "joint"
 
 
-def test_cosine_pairs_are_a_linear_map_of_one_number() -> None:
-    """cos(u, v) is scale-invariant and one-dimensional: no MLP, no dropout, no L2 norm."""
-    g = canonical(
-        Genome(depth=2, pair="cosine", normalize=True, mlp_layers=2, dropout=0.3, lr=3e-4), 6, True
-    )
+def test_cosine_pairs_without_an_adapter_are_a_linear_map_of_one_number() -> None:
+    """cos(u, v) is scale-invariant and one-dimensional: with no adapter before it, no
+    dropout and no L2 norm."""
+    g = canonical(Genome(depth=2, pair="cosine", normalize=True, dropout=0.3, lr=3e-4), 6, True)
     assert g == Genome(depth=2, pair="cosine", mlp_layers=0, dropout=0.0, lr=3e-4)
     assert g.two_sided and canonical(Genome(depth=2, pair="siamese"), 6, True).two_sided
     assert not Genome(depth=2).two_sided
     assert g.describe() == "cos d2 last cls lr0.0003"
+
+
+def test_a_cosine_adapter_keeps_its_genes() -> None:
+    """With an adapter, u + MLP(u) on each side, normalising first and dropout matter."""
+    a = Genome(depth=2, pair="cosine", normalize=True, mlp_layers=2, dropout=0.3, lr=3e-4)
+    assert canonical(a, 6, True) == a
+    assert a.describe() == "cos d2 last cls+l2 adapter2x1tanh lr0.0003"
+    assert space_revision(True) == 2 and space_revision(False) == 1
+
     assert Genome(depth=2, pool="mean", normalize=True).describe() == "d2 last mean+l2 lr0.001"
 
 

@@ -49,6 +49,10 @@ def test_every_genome_trains_under_mixed_precision(g: Genome) -> None:
     head = build_head(g, hidden_size=32, num_labels=2)
     states, mask = torch.randn(g.k, 3, 6, 32), torch.ones(3, 6, dtype=torch.bool)
     pair = (states.flip(2), mask) if g.two_sided else ()
+    if head.adapter is not None:
+        # The adapter's output layer starts at zero, which holds back the gradient of its
+        # hidden layers for the first step only (test_a_cosine_adapter_starts_at_the_cosine).
+        nn.init.normal_(head.adapter.mlp.classifier.weight, std=0.1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = head(states, mask, *pair)
     out.float().sum().backward()
@@ -57,6 +61,30 @@ def test_every_genome_trains_under_mixed_precision(g: Genome) -> None:
         assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient ({g.describe()})"
         if name not in SHIFT_INVARIANT:
             assert p.grad.abs().sum() > 0, f"{name} has an all-zero gradient ({g.describe()})"
+
+
+def test_a_cosine_adapter_starts_at_the_cosine_and_learns() -> None:
+    """A cosine head with an adapter computes the plain cosine head at initialisation (its
+    output layer is zero), and training moves it: after one step every adapter parameter
+    has a gradient, and the two heads differ."""
+    torch.manual_seed(0)
+    plain = build_head(Genome(depth=1, pair="cosine", pool="mean"), hidden_size=8, num_labels=1)
+    g = Genome(depth=1, pair="cosine", pool="mean", mlp_layers=2, width=0.5, activation="gelu")
+    adapted = build_head(g, hidden_size=8, num_labels=1)
+    assert plain.adapter is None and adapted.adapter is not None
+    adapted.mlp.load_state_dict(plain.mlp.state_dict())
+    states, mask = torch.randn(1, 4, 5, 8), torch.ones(4, 5, dtype=torch.bool)
+    other = torch.randn(1, 4, 5, 8)
+    adapted.eval(), plain.eval()
+    assert torch.equal(adapted(states, mask, other, mask), plain(states, mask, other, mask))
+    optimizer = torch.optim.SGD(adapted.parameters(), lr=0.5)
+    for _ in range(2):
+        optimizer.zero_grad()
+        adapted(states, mask, other, mask).sub(1.0).pow(2).sum().backward()
+        optimizer.step()
+    for name, p in adapted.adapter.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert not torch.allclose(adapted(states, mask, other, mask), plain(states, mask, other, mask))
 
 
 def test_attention_pool_score_bias_gets_no_gradient() -> None:

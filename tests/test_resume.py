@@ -191,5 +191,10 @@ def test_a_run_recorded_before_a_setting_existed_resumes_at_that_settings_old_de
             MooheadError, match=rf"initial_random differs \(run: fill, now: {now}\)"
         ):
             check_identity(tmp_path, old, old | {"initial_random": now})
+    # Pair runs from before cosine heads read their MLP genes as an adapter decode the same
+    # genes to other heads: refused, and no option brings the old meaning back.
+    check_identity(tmp_path, old, old | {"space_revision": 1})
+    with pytest.raises(MooheadError, match=r"space_revision differs \(run: 1, now: 2\); its genes"):
+        check_identity(tmp_path, old, old | {"space_revision": 2})
     # a setting neither side records (a fine-tune run's storage) is the default on both
     check_identity(tmp_path, {"task": "sst2"}, {"task": "sst2"})
