@@ -280,6 +280,13 @@ class Standardize(nn.Module):
         self.register_buffer("running_mean", torch.zeros(1))
         self.register_buffer("running_var", torch.ones(1))
 
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # Heads saved before cosines were standardised (runs before 2026-12-01) hold no
+        # statistics: mean 0 and variance 1 are what they computed, the raw cosine.
+        state_dict.setdefault(prefix + "running_mean", torch.zeros(1))
+        state_dict.setdefault(prefix + "running_var", torch.ones(1))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.batch_norm(
             x,

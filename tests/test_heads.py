@@ -146,6 +146,22 @@ def test_a_cosine_head_standardises_by_batch_in_training_and_running_stats_after
     assert float(standardize.running_mean) == mean
 
 
+def test_a_cosine_head_saved_before_standardising_loads_as_it_computed() -> None:
+    """Runs before 2026-12-01 saved cosine heads with no statistics: they load (export and
+    predict of an old run keep working) and compute the raw cosine's map, as they did."""
+    u, v, _ = _narrow_band_pairs(8)
+    mask = torch.ones(8, 1)
+    head = build_head(Genome(depth=1, pair="cosine"), hidden_size=16, num_labels=1).eval()
+    nn.init.constant_(head.mlp.classifier.weight, 3.0)
+    old = {k: t for k, t in head.state_dict().items() if not k.startswith("standardize.")}
+    assert len(old) < len(head.state_dict())
+    loaded = build_head(Genome(depth=1, pair="cosine"), hidden_size=16, num_labels=1).eval()
+    loaded.load_state_dict(old)
+    cos = F.cosine_similarity(u[0, :, 0], v[0, :, 0]).unsqueeze(-1)
+    expected = 3.0 * cos + head.mlp.classifier.bias
+    assert torch.allclose(loaded(u, mask, v, mask, pooled=True), expected, atol=1e-5)
+
+
 def test_attention_pool_score_bias_gets_no_gradient() -> None:
     """Why SHIFT_INVARIANT holds: the pooled vector does not depend on the score bias."""
     torch.manual_seed(0)
