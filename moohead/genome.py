@@ -116,9 +116,9 @@ class Genome:
 
 def space_revision(is_pair: bool) -> int:
     """Bumped when the same genes come to describe another head, so that a resume refuses
-    a run searched under the old meaning. 2 (2026-12-01): a cosine head reads its MLP genes
-    as an adapter before the cosine; they were dropped before. Only pair tasks have cosine
-    heads, so single-sentence spaces stay at 1."""
+    a run searched under the old meaning. 2 (2026-12-01): a cosine head standardises the
+    cosine and reads its MLP genes as an adapter before it; they were dropped before. Only
+    pair tasks have cosine heads, so single-sentence spaces stay at 1."""
     return 2 if is_pair else 1
 
 
