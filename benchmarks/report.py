@@ -349,6 +349,7 @@ def main() -> None:
     text = README.read_text()
     renders = (
         ("search_quality", quality_table),
+        ("search_quality_pairs", quality_table),
         ("search_vs_random", svr_table),
         ("search_vs_random_init10", svr_table),
         ("search_speed", speed_table),
