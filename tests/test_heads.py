@@ -49,7 +49,12 @@ def test_every_genome_trains_under_mixed_precision(g: Genome) -> None:
     torch.manual_seed(0)
     head = build_head(g, hidden_size=32, num_labels=2)
     states, mask = torch.randn(g.k, 3, 6, 32), torch.ones(3, 6, dtype=torch.bool)
-    pair = (torch.randn_like(states), mask) if g.two_sided else ()
+    # A cosine head standardises the cosine over the batch: its two sides must differ
+    # (a flip is the same set of tokens, so pooled sides would be equal), and the loss
+    # must weight its outputs (their plain sum does not depend on the cosines).
+    cosine = g.pair == "cosine"
+    other = torch.randn_like(states) if cosine else states.flip(2)
+    pair = (other, mask) if g.two_sided else ()
     if g.pair == "cosine":
         # A cosine head's map of the cosine, and its adapter's output layer, start at zero,
         # which holds back the gradient behind them for the first steps only
@@ -59,9 +64,8 @@ def test_every_genome_trains_under_mixed_precision(g: Genome) -> None:
         nn.init.normal_(head.adapter.mlp.classifier.weight, std=0.1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = head(states, mask, *pair)
-    # Weighted, not a plain sum: a cosine head standardises the cosine over the batch, and
-    # the sum of standardised values does not depend on them.
-    out.float().mul(torch.randn(out.shape)).sum().backward()
+    weights = torch.randn(out.shape) if cosine else torch.ones(out.shape)
+    out.float().mul(weights).sum().backward()
     for name, p in head.named_parameters():
         assert p.grad is not None, f"{name} gets no gradient ({g.describe()})"
         assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient ({g.describe()})"
