@@ -315,12 +315,13 @@ class Head(nn.Module):
         self.mixer = MIXERS.build(genome.mixer, dim)
         self.pool = POOLS.build(genome.pool, dim)
         pooled = pool_width(genome.pool, dim)
+        reads = pair_width(genome.pair, pooled)
         self.adapter: Adapter | None = None
         if genome.pair == "cosine":
             if genome.mlp_layers:
                 self.adapter = Adapter(genome, pooled, hidden)
             self.standardize: Standardize | None = Standardize()
-            self.mlp = MLP(replace(genome, mlp_layers=0, dropout=0.0), 1, hidden, num_labels)
+            self.mlp = MLP(replace(genome, mlp_layers=0, dropout=0.0), reads, hidden, num_labels)
             # The map of the standardised cosine starts at zero too: its first steps learn
             # which way the cosine points for the labels, before the adapter moves. A random
             # start (uniform in [-1, 1] for one input) is negative half the time, and the
@@ -328,7 +329,7 @@ class Head(nn.Module):
             nn.init.zeros_(self.mlp.classifier.weight)
         else:
             self.standardize = None
-            self.mlp = MLP(genome, pair_width(genome.pair, pooled), hidden, num_labels)
+            self.mlp = MLP(genome, reads, hidden, num_labels)
 
     def embed(self, states: torch.Tensor, mask: torch.Tensor, pooled: bool = False) -> torch.Tensor:
         x = self.reader(states)

@@ -147,6 +147,7 @@ def test_cosine_pairs_without_an_adapter_are_a_linear_map_of_one_number() -> Non
     assert g.two_sided and canonical(Genome(depth=2, pair="siamese"), 6, True).two_sided
     assert not Genome(depth=2).two_sided
     assert g.describe() == "cos d2 last cls lr0.0003"
+    assert Genome(depth=2, pool="mean", normalize=True).describe() == "d2 last mean+l2 lr0.001"
 
 
 def test_a_cosine_adapter_keeps_its_genes() -> None:
@@ -155,8 +156,6 @@ def test_a_cosine_adapter_keeps_its_genes() -> None:
     assert canonical(a, 6, True) == a
     assert a.describe() == "cos d2 last cls+l2 adapter2x1tanh lr0.0003"
     assert space_revision(True) == 2 and space_revision(False) == 1
-
-    assert Genome(depth=2, pool="mean", normalize=True).describe() == "d2 last mean+l2 lr0.001"
 
 
 def test_linear_classifier_has_no_mlp_genes() -> None:

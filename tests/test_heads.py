@@ -51,14 +51,14 @@ def test_every_genome_trains_under_mixed_precision(g: Genome) -> None:
     states, mask = torch.randn(g.k, 3, 6, 32), torch.ones(3, 6, dtype=torch.bool)
     # A cosine head standardises the cosine over the batch: its two sides must differ
     # (a flip is the same set of tokens, so pooled sides would be equal), and the loss
-    # must weight its outputs (their plain sum does not depend on the cosines).
+    # must weight its outputs (their plain sum does not depend on the cosines). Its map
+    # of the cosine, and its adapter's output layer, start at zero, which holds back the
+    # gradient behind them for the first steps only
+    # (test_a_cosine_adapter_starts_at_the_cosine_and_learns).
     cosine = g.pair == "cosine"
     other = torch.randn_like(states) if cosine else states.flip(2)
     pair = (other, mask) if g.two_sided else ()
-    if g.pair == "cosine":
-        # A cosine head's map of the cosine, and its adapter's output layer, start at zero,
-        # which holds back the gradient behind them for the first steps only
-        # (test_a_cosine_adapter_starts_at_the_cosine_and_learns).
+    if cosine:
         nn.init.ones_(head.mlp.classifier.weight)
     if head.adapter is not None:
         nn.init.normal_(head.adapter.mlp.classifier.weight, std=0.1)
