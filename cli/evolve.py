@@ -180,7 +180,7 @@ def _objectives(ctx: click.Context, param: click.Parameter, value: str) -> tuple
     type=int,
     default=D.patience,
     show_default=True,
-    help="Epochs without search-val improvement before a head stops training.",
+    help="Epochs without a better search-stop score before a head stops training.",
 )
 @click.option(
     "--lr-encoder",

@@ -20,7 +20,6 @@ source caches hold already, is refused before any work starts, naming the size n
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,16 +43,6 @@ log = logging.getLogger(__name__)
 TRAIN = "search-train"
 CHUNK_OVERHEAD = 64 * 1024  # a chunk's metadata and the index, rounded up generously
 DEFAULT_SHARE = 0.5  # of the free disk, when no budget is given
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """Bytes of a size such as ``20G``, ``512M``, ``1.5T`` or ``1000000`` (powers of 1024)."""
-    match = _SIZE.match(text)
-    if not match:
-        raise MooheadError(f"--cache-budget {text!r} is not a size: give e.g. 20G, 512M or 1.5T")
-    number, unit = float(match.group(1)), match.group(2).upper()
-    return int(number * 1024 ** "_KMGT".index(unit or "_"))
 
 
 def default_budget(cache_dir: Path) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -67,6 +68,18 @@ def default_data_dir() -> Path | None:
     """``$GLUE_DIR`` when set; otherwise None, meaning the Hugging Face hub."""
     env = os.environ.get("GLUE_DIR")
     return Path(env) if env else None
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Bytes of a size such as ``20G``, ``512M``, ``1.5T`` or ``1000000`` (powers of 1024)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise MooheadError(f"--cache-budget {text!r} is not a size: give e.g. 20G, 512M or 1.5T")
+    number, unit = float(match.group(1)), match.group(2).upper()
+    return int(number * 1024 ** "_KMGT".index(unit or "_"))
 
 
 @dataclass(frozen=True)
@@ -242,6 +255,8 @@ class SearchConfig:
                 "flops, latency, comma-separated, each once (e.g. score,flops)"
             )
         check_budgets(self.budgets, show_budgets(self.budgets))
+        if self.cache_budget is not None:
+            parse_size(self.cache_budget)
         if self.data_dir is not None and not self.data_dir.is_dir():
             raise MooheadError(f"--data-dir {self.data_dir} is not a folder")
 
@@ -283,7 +298,7 @@ class RefineConfig:
         run_dir: A finished run.
         top: How many front heads to fine-tune (best search-val score first).
         max_epochs: Fine-tuning epochs per head (early stopping may end sooner).
-        patience: Epochs without search-val improvement before stopping.
+        patience: Epochs without a better search-stop score before stopping.
         lr_encoder: Encoder learning rate (the head keeps its genome's).
         device: ``auto``, ``cpu`` or ``cuda``.
         data_dir: The task's data (default: the run's ``--data-dir``).

@@ -8,14 +8,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from moohead.cache_plan import (
-    CachePlan,
-    PlanRequest,
-    default_budget,
-    parse_size,
-    plan_cache,
-)
-from moohead.config import SearchConfig, deterministic_cuda, resolve_device
+from moohead.cache_plan import CachePlan, PlanRequest, default_budget, plan_cache
+from moohead.config import SearchConfig, deterministic_cuda, parse_size, resolve_device
 from moohead.data import load_split, resolve_task
 from moohead.encoder import check_max_length, load_encoder, resolve_model
 from moohead.features import CacheConfig, PrepareContext

@@ -103,6 +103,7 @@ def _bad_inputs(tiny: Path, glue: Path, tmp: Path) -> list[tuple[list[str], str]
         ([*base, "--budgets", "a third,1"], "--budgets takes increasing fractions"),
         ([*base, "--budgets", "1/0,1"], "--budgets takes increasing fractions"),
         ([*base, "--device", "tpu"], "'tpu' is not one of"),
+        ([*base, "--cache-budget", "5Q"], "--cache-budget '5Q' is not a size"),
         ([*base, "--population", "many"], "'many' is not a valid integer"),
         ([*base, "--task", "mrpc"], "data folder"),
         (

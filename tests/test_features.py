@@ -320,7 +320,8 @@ def test_a_full_disk_is_one_clear_error(
 def test_a_disk_budget_bounds_token_states_to_a_stratified_subset(
     tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from moohead.cache_plan import PlanRequest, parse_size, plan_cache
+    from moohead.cache_plan import PlanRequest, plan_cache
+    from moohead.config import SearchConfig, parse_size
     from moohead.frozen import training_rows
     from moohead.token_ids import TokenIds
 
@@ -369,6 +370,8 @@ def test_a_disk_budget_bounds_token_states_to_a_stratified_subset(
     assert parse_size("20G") == 20 * 2**30 and parse_size("1.5M") == int(1.5 * 2**20)
     with pytest.raises(MooheadError, match="not a size"):
         parse_size("lots")
+    with pytest.raises(MooheadError, match="'5Q' is not a size"):  # before any work starts
+        SearchConfig(cache_budget="5Q").validate()
 
 
 def test_evolve_refuses_a_budget_too_small_in_one_line(
