@@ -263,8 +263,10 @@ class RunDir:
         """Hold ``.lock`` for the duration: a second writer is refused.
 
         An ``flock`` belongs to the open file, so the kernel releases it when the process
-        ends, however it ends: a crashed run never leaves the run locked.
+        ends, however it ends: a crashed run never leaves the run locked. A run folder this
+        call created and nothing else wrote to (a run refused at start-up) is removed.
         """
+        created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -280,6 +282,9 @@ class RunDir:
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             yield
         finally:
+            if created and [p.name for p in self.path.iterdir()] == [LOCK]:
+                (self.path / LOCK).unlink()  # still held: no other writer is inside
+                self.path.rmdir()
             os.close(fd)  # releases the lock
 
     def is_locked(self) -> bool:

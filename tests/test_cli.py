@@ -138,6 +138,7 @@ def test_bad_input_is_one_line_and_exit_2(
     assert not (tmp_path / "r" / "archive.jsonl").exists()
     assert not (tmp_path / "r-pool" / "archive.jsonl").exists()
     assert not list(tmp_path.glob("r*/archive.jsonl"))  # no refused run wrote an archive
+    assert not list(tmp_path.glob("r-*"))  # nor left a folder it created
     assert not [p for p in (tmp_path / "c").rglob("*") if p.is_file()]  # nor a feature cache
     assert (tmp_path / "brokenrun" / "front.json").read_text() == "{not json"
     assert (tmp_path / "oldrun" / "archive.jsonl").read_text() == '{"id": 0, "genome": {}}\n'
