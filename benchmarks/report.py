@@ -49,6 +49,22 @@ def quality_table(data: dict[str, Any]) -> str:
             f"{'-' if gain is None else f'{gain:+.1f}'} | {'-' if ratio is None else f'{ratio:.2f}x'} | "
             f"{s['spearman_median']:.2f} |"
         )
+    # Seed by seed: the best reference's validation score / the best front head's, and
+    # what that head is (the reference itself where nothing beat it on search-val).
+    seeds = sorted({k for t in data["tasks"].values() for k in t["runs"]}, key=int)
+    rows += ["", "| task | " + " | ".join(f"seed {k}" for k in seeds) + " |"]
+    rows.append("|---|" + "---|" * len(seeds))
+    for task, t in data["tasks"].items():
+        cells = []
+        for k in seeds:
+            r = t["runs"].get(k)
+            if r is None:
+                cells.append("-")
+                continue
+            ref, best = r["reference"], r["best"]
+            what = ref["name"] if best["id"] == ref["id"] else f"`{best['summary']}`"
+            cells.append(f"{100 * ref['validation']:.1f} / {100 * best['validation']:.1f}, {what}")
+        rows.append(f"| {task} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -349,7 +365,7 @@ def main() -> None:
     text = README.read_text()
     renders = (
         ("search_quality", quality_table),
-        ("search_quality_pairs", quality_table),
+        ("search_quality_fill", quality_table),
         ("search_vs_random", svr_table),
         ("search_vs_random_init10", svr_table),
         ("search_speed", speed_table),
