@@ -282,7 +282,7 @@ class RunDir:
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             yield
         finally:
-            if created and [p.name for p in self.path.iterdir()] == [LOCK]:
+            if created and self.path.is_dir() and [p.name for p in self.path.iterdir()] == [LOCK]:
                 (self.path / LOCK).unlink()  # still held: no other writer is inside
                 self.path.rmdir()
             os.close(fd)  # releases the lock
