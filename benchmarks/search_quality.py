@@ -1,5 +1,5 @@
-"""Search quality: the best reference against the front's best head and its cheapest head
-within 1 point of the reference, over 3 search seeds (issue 11 item 4).
+"""Search quality: the best reference against the front's best head, the recommended head
+and the cheapest head within 1 point of the reference, over 3 search seeds (issue 11 item 4).
 
 For each task, a frozen-fidelity search with the packaged encoder on up to 8,000 training
 examples (objectives score and FLOPs) runs once per search seed: each seed runs the whole
@@ -8,6 +8,9 @@ chosen on search-val only:
 
 - reference: the best search-val reference (``front.json``'s ``reference``);
 - best: the front head with the highest search-val score;
+- recommended: ``front.json``'s ``recommended`` (``moohead pick --recommended``): the best
+  head if a paired bootstrap on search-val says its lead over the reference is
+  significant, else the reference;
 - cheapest: the front head with the fewest FLOPs whose search-val score is at most 1
   point below the reference's.
 
@@ -18,6 +21,11 @@ finalisation drops the weights of heads off it) for the rank correlation (Spearm
 between search-val and validation, the fitness's agreement with held-out data.
 
     python benchmarks/search_quality.py [--tasks sst2,cola,mrpc,rte,stsb] [--seeds 0,1,2]
+
+``--recommend`` runs no search: it takes the finished runs under ``--runs`` (searched
+before front.json had a recommendation), computes the recommendation with the code
+``moohead evolve`` finalises with (``front.recommend`` with the search's own
+``compare``), writes it into each run's front.json and the heads into the results file.
 """
 
 from __future__ import annotations
@@ -45,12 +53,21 @@ NAME = "search_quality"
 
 
 def chosen(doc: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
-    """The three heads of one run, chosen on search-val."""
+    """The four heads of one run, chosen on search-val."""
     ref = doc["references"][0]
     best = max(doc["front"], key=lambda e: (e["score"], -e["id"]))
+    rec = doc["recommended"]["id"]
+    recommended = next(e for e in [*doc["front"], *doc["references"]] if e["id"] == rec)
     near = [e for e in doc["front"] if e["score"] >= ref["score"] - 0.01]
     cheapest = min(near, key=lambda e: (e["flops"], -e["score"])) if near else None
-    return {"reference": ref, "best": best, "cheapest": cheapest}
+    return {"reference": ref, "best": best, "recommended": recommended, "cheapest": cheapest}
+
+
+def heads(doc: dict[str, Any]) -> dict[str, Any]:
+    """A run's chosen heads in brief, with why the recommended one was."""
+    rec = doc["recommended"]
+    why = {"why": rec["why"], "lead": rec["lead"]}
+    return {name: brief(e) for name, e in chosen(doc).items()} | {"recommendation": why}
 
 
 def brief(e: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -87,15 +104,17 @@ def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             np.median([r["spearman_search_val_validation"] for r in runs.values()])
         )
     }
-    for head in ("reference", "best", "cheapest"):
-        vals = [r[head]["validation"] for r in runs.values() if r[head] is not None]
+    for head in ("reference", "best", "recommended", "cheapest"):
+        vals = [r[head]["validation"] for r in runs.values() if r.get(head) is not None]
         gains = [
             r[head]["validation"] - r["reference"]["validation"]
             for r in runs.values()
-            if r[head] is not None
+            if r.get(head) is not None
         ]
         flops = [
-            r[head]["flops"] / r["reference"]["flops"] for r in runs.values() if r[head] is not None
+            r[head]["flops"] / r["reference"]["flops"]
+            for r in runs.values()
+            if r.get(head) is not None
         ]
         out[head] = {
             "runs": len(vals),
@@ -105,6 +124,27 @@ def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "flops_vs_reference": float(np.mean(flops)) if flops else None,
         }
     return out
+
+
+def recommend_run(cfg: SearchConfig) -> dict[str, Any]:
+    """Add the recommendation to a finished run's front.json (searched before finalising
+    wrote one), with the search's own comparison of heads on search-val."""
+    from moohead.evaluation import Evaluation
+    from moohead.front import gains, recommend
+    from moohead.references import References
+
+    ws = prepare(cfg)
+    run = RunDir(cfg.out)
+    _, models = make_evaluator(ws, run, StopFlag())
+    spec = front_spec(ws, models, run, References([]))
+    evals = {r["id"]: Evaluation.from_record(r) for r in run.archive.read()[0]}
+    doc = run.read_front()
+    front = [evals[e["id"]] for e in doc["front"]]
+    ranked = [(r["name"], evals[r["id"]]) for r in doc["references"]]
+    doc["recommended"] = rec = recommend(front, ranked, spec.compare)
+    doc["gains"] = gains(doc["front"], doc["references"], doc["baseline"], rec["id"])
+    run.write_front(doc)
+    return doc
 
 
 def main() -> None:
@@ -117,16 +157,21 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=8000)
     parser.add_argument("--runs", type=Path, default=Path("runs/bench-quality"))
     parser.add_argument("--name", default=NAME, help="results file name (a smoke run: other)")
+    parser.add_argument(
+        "--recommend",
+        action="store_true",
+        help="no search: add the recommendation to the finished runs under --runs",
+    )
     args = parser.parse_args()
     # Tasks and seeds run separately add to one results file.
     previous = RESULTS / f"{args.name}.json"
     old = json.loads(previous.read_text()) if previous.exists() else {}
     tasks: dict[str, Any] = old.get("tasks", {}) if old.get("version") == 2 else {}
+    config = old.get("config", {}) if args.recommend else vars(args) | {"runs": str(args.runs)}
     for task in args.tasks.split(","):
         entry = tasks.setdefault(task, {"runs": {}})
         for seed in (int(s) for s in args.seeds.split(",")):
             out = args.runs / f"{task}-{seed}"
-            shutil.rmtree(out, ignore_errors=True)
             cfg = SearchConfig(
                 task=task,
                 data_dir=glue_dir(),
@@ -138,19 +183,23 @@ def main() -> None:
                 objectives=("score", "flops"),
                 seed=seed,
             )
-            t0 = time.perf_counter()
-            doc, agreement = search(cfg)
-            heads = {name: brief(e) for name, e in chosen(doc).items()}
-            entry["metric"] = doc["metric"]
-            entry["runs"][str(seed)] = heads | {
-                "evaluations": doc["evaluations"],
-                "front_size": len(doc["front"]),
-                "hf_head": brief(doc["baseline"]),
-                **agreement,
-                "seconds": round(time.perf_counter() - t0, 1),
-            }
+            if args.recommend:
+                if str(seed) not in entry["runs"]:
+                    raise SystemExit(f"{previous} has no {task} seed {seed} to add to")
+                entry["runs"][str(seed)] |= heads(recommend_run(cfg))
+            else:
+                shutil.rmtree(out, ignore_errors=True)
+                t0 = time.perf_counter()
+                doc, agreement = search(cfg)
+                entry["metric"] = doc["metric"]
+                entry["runs"][str(seed)] = heads(doc) | {
+                    "evaluations": doc["evaluations"],
+                    "front_size": len(doc["front"]),
+                    "hf_head": brief(doc["baseline"]),
+                    **agreement,
+                    "seconds": round(time.perf_counter() - t0, 1),
+                }
             entry["summary"] = summarise(entry["runs"])
-            config = vars(args) | {"runs": str(args.runs)}
             write_result(args.name, {"version": 2, "config": config, "tasks": tasks})
     print(f"results in {previous}")
 

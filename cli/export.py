@@ -21,6 +21,9 @@ from moohead.export.triton import MAX_BATCH_SIZE
     "--id", "id", type=int, default=None, help="Export this head (default: the recorded pick)."
 )
 @click.option("--knee", is_flag=True, help="Export the front's knee point.")
+@click.option(
+    "--recommended", is_flag=True, help="Export the head the search recommends (moohead front)."
+)
 @click.option("--optimize", is_flag=True, help="Also write ORT's transformer-optimised graph.")
 @click.option(
     "--quantize",

@@ -9,9 +9,19 @@ import click
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--recommended",
+    is_flag=True,
+    help="The head the search recommends: its best search-val head if it leads the "
+    "reference significantly on search-val, else the reference.",
+)
 @click.option("--knee", is_flag=True, help="The front's knee point in score vs FLOPs.")
 @click.option(
-    "--id", "head_id", type=int, default=None, help="A front head (or the baseline) by id."
+    "--id",
+    "head_id",
+    type=int,
+    default=None,
+    help="A front head (or the baseline, or a reference) by id.",
 )
 @click.option("--max-latency-ms", type=float, default=None, help="Best score with latency <= this.")
 @click.option(
@@ -22,6 +32,7 @@ import click
 )
 def pick(
     run_dir: Path,
+    recommended: bool,
     knee: bool,
     head_id: int | None,
     max_latency_ms: float | None,
@@ -36,6 +47,7 @@ def pick(
     from moohead.rundir import RunDir
 
     cfg = PickConfig(
+        recommended=recommended,
         knee=knee,
         id=head_id,
         max_latency_ms=max_latency_ms,

@@ -120,7 +120,8 @@ def front_table(doc: dict[str, Any]) -> Table:
 
 
 def front_caption(doc: dict[str, Any]) -> str | None:
-    """Gains of the best search-val head on validation, and the references skipped."""
+    """Gains of the best search-val head on validation, the recommended head and why,
+    and the references skipped."""
     lines = []
     gains = doc.get("gains")
     if gains:
@@ -133,6 +134,9 @@ def front_caption(doc: dict[str, Any]) -> str | None:
             f"best search-val head #{gains['head']} on validation: "
             f"{ref}{gains['vs_hf_head']:+.4f} over hf-head"
         )
+    rec = doc.get("recommended")  # absent from fronts written before the recommendation
+    if rec:
+        lines.append(f"recommended: #{rec['id']}, {rec['why']}")
     for name, why in (doc.get("skipped_references") or {}).items():
         lines.append(f"{name} skipped: {why}")
     return "\n".join(lines) or None

@@ -19,8 +19,10 @@ class ExportConfig:
     Attributes:
         run_dir: The run (``moohead evolve --out``).
         out: The model folder to write (refused if it exists, unless ``overwrite``).
-        id: A head by evaluation id; default (with ``knee`` False) the recorded pick.
+        id: A head by evaluation id; default (with ``knee`` and ``recommended`` False) the
+            recorded pick.
         knee: The front's knee point.
+        recommended: The head the search recommends (``moohead pick --recommended``).
         optimize: Also write ORT's transformer-optimised graph.
         quantize: ``"int8"``: also write a dynamically int8-quantised graph (CPU).
         fp16: Also write a float16 graph (GPU).
@@ -40,6 +42,7 @@ class ExportConfig:
     out: Path
     id: int | None = None
     knee: bool = False
+    recommended: bool = False
     optimize: bool = False
     quantize: str | None = None
     fp16: bool = False
@@ -61,8 +64,8 @@ class ExportConfig:
         return self.triton / (self.triton_name or self.out.resolve().name)
 
     def validate(self) -> None:
-        if self.id is not None and self.knee:
-            raise MooheadError("choose one of --id N and --knee, not both")
+        if int(self.id is not None) + int(self.knee) + int(self.recommended) > 1:
+            raise MooheadError("choose one of --id N, --knee and --recommended, not several")
         if self.quantize is not None and self.quantize not in QUANTIZE_MODES:
             raise MooheadError(
                 f"--quantize must be one of {', '.join(QUANTIZE_MODES)}, not {self.quantize!r}"

@@ -40,11 +40,12 @@ Log = Callable[[str], None]
 
 
 def chosen_entry(run_dir: Path, cfg: ExportConfig) -> tuple[dict[str, Any], str]:
-    """The head to export: ``--id``, ``--knee``, or the pick recorded by ``moohead pick``."""
+    """The head to export: ``--id``, ``--knee``, ``--recommended``, or the pick recorded by
+    ``moohead pick``."""
     run = RunDir(run_dir)
     doc = run.read_front_refined()
-    if cfg.id is not None or cfg.knee:
-        rule = PickConfig(knee=cfg.knee, id=cfg.id)
+    if cfg.id is not None or cfg.knee or cfg.recommended:
+        rule = PickConfig(recommended=cfg.recommended, knee=cfg.knee, id=cfg.id)
         return choose(doc, rule), rule.rule()
     pick = run.read_pick()
     try:

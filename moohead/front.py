@@ -18,6 +18,7 @@ from moohead.genome import Genome, is_baseline_arch
 from moohead.references import References
 from moohead.references import summary as reference_fields
 from moohead.rundir import RunDir
+from moohead.significance import ALPHA, Lead
 
 # Latencies closer than this (relative) are a tie: timing noise on a shared machine is
 # a few percent, and a head must not enter the front by being faster by noise alone.
@@ -180,6 +181,8 @@ class FrontSpec:
         retime: Latencies (ms) of architectures, measured together.
         validate: Official validation metrics of an evaluation's saved model:
             ``{"score": ..., "splits": {name: metrics}}``.
+        compare: How far the first evaluation's saved model leads the second's on
+            search-val (a paired bootstrap, ``significance.paired_bootstrap``).
         header: ``front.json``'s descriptive fields (task, metric, encoder, device, ...).
         references: The search's tuned references.
     """
@@ -188,6 +191,7 @@ class FrontSpec:
     num_layers: int
     retime: Callable[[list[Genome]], list[float]]
     validate: Callable[[Evaluation], dict[str, Any]]
+    compare: Callable[[Evaluation, Evaluation], Lead]
     header: dict[str, Any]
     references: References = field(default_factory=lambda: References([]))
 
@@ -241,6 +245,7 @@ def front_document(
 
     base_entry, entries = entry(base), [entry(e) for e in front]
     refs_doc = reference_fields(spec.references, entry)
+    chosen = recommend(front, spec.references.ranked(), spec.compare)
     return {
         **spec.header,
         "objectives": list(spec.objectives),
@@ -251,24 +256,81 @@ def front_document(
         "baseline": base_entry,
         "front": entries,
         **refs_doc,
-        "gains": gains(entries, refs_doc["references"], base_entry),
+        "recommended": chosen,
+        "gains": gains(entries, refs_doc["references"], base_entry, chosen["id"]),
         "history": history,
     }
 
 
-def gains(
-    front: list[dict[str, Any]], references: list[dict[str, Any]], hf_head: dict[str, Any]
+def recommend(
+    front: list[Evaluation],
+    ranked: list[tuple[str, Evaluation]],
+    compare: Callable[[Evaluation, Evaluation], Lead],
 ) -> dict[str, Any]:
-    """Validation gains of the front's best search-val head (never chosen on validation)
-    over the best search-val reference and over ``hf-head``."""
-    best = max(front, key=lambda e: (e["score"], -e["id"]))
-    out: dict[str, Any] = {
-        "head": best["id"],
-        "vs_hf_head": best["validation"] - hf_head["validation"],
+    """The head a user should take when score is all that matters: the front's best
+    search-val head if its lead over the reference (the best search-val reference) is
+    significant on search-val, else the reference.
+
+    The best head is the maximum of many noisy search-val scores, so a small lead is
+    mostly selection noise; the reference is one fixed, tuned recipe.
+
+    Returns:
+        ``{"id", "name" (the reference's, or None), "summary", "best" (the best head's id),
+        "lead" (the paired bootstrap, or None), "why"}``.
+    """
+    best = max(front, key=lambda e: (e.score, -e.id))
+    lead: Lead | None = None
+    if not ranked:
+        chosen, name = best, None
+        why = "the best search-val head; no reference trained to compare it with"
+    else:
+        ref_name, ref = ranked[0]
+        if best.id == ref.id or best.score <= ref.score:
+            chosen, name = ref, ref_name
+            why = f"the reference ({ref_name}): no front head scores above it on search-val"
+        else:
+            lead = compare(best, ref)
+            test = (
+                f"leads {ref_name} by {100 * lead.lead:+.2f} points on search-val "
+                f"(paired bootstrap p={lead.p_value:.3f}, 95% interval "
+                f"{100 * lead.low:+.2f} to {100 * lead.high:+.2f})"
+            )
+            if lead.significant:
+                chosen, name, why = best, None, f"the best search-val head: it {test}"
+            else:
+                chosen, name = ref, ref_name
+                why = (
+                    f"the reference ({ref_name}): the best search-val head #{best.id} {test}, "
+                    f"not significant at {ALPHA:g}"
+                )
+    return {
+        "id": chosen.id,
+        "name": name,
+        "summary": chosen.genome.describe(),
+        "best": best.id,
+        "lead": lead.to_dict() if lead else None,
+        "why": why,
     }
-    if references:
-        out["vs_reference"] = best["validation"] - references[0]["validation"]
-    return out
+
+
+def gains(
+    front: list[dict[str, Any]],
+    references: list[dict[str, Any]],
+    hf_head: dict[str, Any],
+    recommended: int,
+) -> dict[str, Any]:
+    """Validation gains (never chosen on validation) of the front's best search-val head
+    and of the recommended head over the best search-val reference and over ``hf-head``."""
+
+    def over(e: dict[str, Any]) -> dict[str, Any]:
+        out = {"head": e["id"], "vs_hf_head": e["validation"] - hf_head["validation"]}
+        if references:
+            out["vs_reference"] = e["validation"] - references[0]["validation"]
+        return out
+
+    best = max(front, key=lambda e: (e["score"], -e["id"]))
+    chosen = next(e for e in [*front, *references] if e["id"] == recommended)
+    return over(best) | {"recommended": over(chosen)}
 
 
 def finalize(

@@ -1,4 +1,5 @@
-"""Pick a trade-off point from a run's front: the knee, an id, or the best under a budget.
+"""Pick a trade-off point from a run's front: the recommended head, the knee, an id, or
+the best under a budget.
 
 Selection reads the search-val ``score`` (what the search optimised), never the official
 validation score, which stays a report.
@@ -22,14 +23,18 @@ class PickConfig:
     """One way of choosing a head.
 
     Attributes:
+        recommended: The head the search recommends (``front.json``'s ``recommended``: the
+            best search-val head if its lead over the reference is significant, else the
+            reference).
         knee: The front's knee point in (score, FLOPs).
-        id: A head by its evaluation id (a front member or the baseline).
+        id: A head by its evaluation id (a front member, the baseline or a reference).
         max_latency_ms: Best score with latency at most this.
         max_flops: Best score with FLOPs at most this.
         min_score: Cheapest (fewest FLOPs) head with a score at least this; combined with a
             budget, the best score within the budget that also meets it.
     """
 
+    recommended: bool = False
     knee: bool = False
     id: int | None = None
     max_latency_ms: float | None = None
@@ -46,6 +51,8 @@ class PickConfig:
         return [(key, op, value) for key, op, value in bounds if value is not None]
 
     def rule(self) -> str:
+        if self.recommended:
+            return "recommended"
         if self.knee:
             return "knee"
         if self.id is not None:
@@ -53,10 +60,11 @@ class PickConfig:
         return ", ".join(f"{key} {op} {value:g}" for key, op, value in self.budgets())
 
     def validate(self) -> None:
-        modes = int(self.knee) + int(self.id is not None) + int(bool(self.budgets()))
-        if modes != 1:
+        modes = int(self.recommended) + int(self.knee) + int(self.id is not None)
+        if modes + int(bool(self.budgets())) != 1:
             raise MooheadError(
-                "choose exactly one of --knee, --id N, or budgets (--max-latency-ms, --max-flops, --min-score)"
+                "choose exactly one of --recommended, --knee, --id N, or budgets "
+                "(--max-latency-ms, --max-flops, --min-score)"
             )
 
 
@@ -94,13 +102,19 @@ def choose(doc: dict[str, Any], cfg: PickConfig) -> dict[str, Any]:
         raise MooheadError("the run's front is empty: every evaluation failed; see archive.jsonl")
     if cfg.knee:
         return knee_point(front)
+    # A refined front's scores are fine-tuned: its references are not comparable to it.
+    references = [] if doc.get("refined") else doc.get("references", [])
+    if cfg.recommended:
+        return recommended(doc, references)
     if cfg.id is not None:
-        for e in [*front, doc["baseline"]]:
+        for e in [*front, doc["baseline"], *references]:
             if e["id"] == cfg.id:
                 return e
         ids = ", ".join(str(e["id"]) for e in front)
+        also = ", ".join(f"{e['name']} {e['id']}" for e in references if e["name"] != "hf-head")
         raise MooheadError(
-            f"id {cfg.id} is not on the front; front ids: {ids} (baseline {doc['baseline']['id']})"
+            f"id {cfg.id} is not on the front; front ids: {ids} (baseline {doc['baseline']['id']}"
+            + (f"; references: {also})" if also else ")")
         )
     ok = front
     for key, op, value in cfg.budgets():
@@ -114,6 +128,28 @@ def choose(doc: dict[str, Any], cfg: PickConfig) -> dict[str, Any]:
     if cfg.min_score is not None and cfg.max_latency_ms is None and cfg.max_flops is None:
         return min(ok, key=lambda e: (e["flops"], -e["score"]))
     return max(ok, key=lambda e: (e["score"], -e["flops"]))
+
+
+def recommended(doc: dict[str, Any], references: list[dict[str, Any]]) -> dict[str, Any]:
+    """The entry of the head the search recommends."""
+    if doc.get("refined"):
+        raise MooheadError(
+            "the recommendation compares the search's scores, and moohead refine replaced "
+            "them: pick from the refined front with --knee, --id N or a budget"
+        )
+    rec = doc.get("recommended")
+    if not rec:
+        raise MooheadError(
+            "this run's front.json has no recommended head (written before moohead "
+            "recommended one): pick with --knee, --id N or a budget"
+        )
+    for e in [*doc["front"], *references, doc["baseline"]]:
+        if e["id"] == rec["id"]:
+            return e
+    raise MooheadError(
+        f"the recommended head {rec['id']} is neither on the front nor a reference, so "
+        "front.json is damaged; pick with --knee, --id N or a budget"
+    )
 
 
 def pick(run_dir: Path, cfg: PickConfig) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import asdict, replace
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 
 from moohead.config import SearchConfig
@@ -30,6 +31,7 @@ from moohead.progress import GenerationStats, Reporter
 from moohead.references import References, define, tune
 from moohead.resume import check_identity
 from moohead.rundir import RunDir
+from moohead.significance import Lead, paired_bootstrap
 from moohead.stop import StopFlag, stop_on_sigint
 from moohead.trainer import LocalTrainer, Trainer
 from moohead.workspace import Workspace, prepare
@@ -209,7 +211,8 @@ def evolve(
 
 
 def front_spec(ws: Workspace, models: ModelFactory, run: RunDir, refs: References) -> FrontSpec:
-    """Finalising this search: re-time on its device, score on its validation splits."""
+    """Finalising this search: re-time on its device, score on its validation splits,
+    compare heads on search-val."""
     cfg, data, train_cfg = ws.cfg, ws.data, ws.train_config()
 
     def retime(genomes: list[Genome]) -> list[float]:
@@ -221,6 +224,13 @@ def front_spec(ws: Workspace, models: ModelFactory, run: RunDir, refs: Reference
         model = models.trained(ev.genome, run.heads.load(ev.id))
         return score_model(ws.fidelity, data.task, model, ev.genome, ws.validation, train_cfg)
 
+    def compare(a: Evaluation, b: Evaluation) -> Lead:
+        def outputs(e: Evaluation) -> np.ndarray:
+            model = models.trained(e.genome, run.heads.load(e.id))
+            return ws.fidelity.predict(model, e.genome, data.val, train_cfg)
+
+        return paired_bootstrap(data.task, outputs(a), outputs(b), data.val.labels)
+
     header = {
         "task": data.task.name,
         "metric": data.task.metric_name,
@@ -231,4 +241,5 @@ def front_spec(ws: Workspace, models: ModelFactory, run: RunDir, refs: Reference
         "chance_score": chance_score(data.task, data.val.labels),  # hypervolume's reference
         "cost_tolerances": TOLERANCES,  # relative: costs closer than these are a tie
     }
-    return FrontSpec(cfg.objectives, data.info.num_layers, retime, validate, header, refs)
+    layers = data.info.num_layers
+    return FrontSpec(cfg.objectives, layers, retime, validate, compare, header, refs)

@@ -225,6 +225,17 @@ def test_export_refuses_to_overwrite_then_replaces_with_overwrite(
     assert json.loads((out / "moohead.json").read_text())["source"]["id"] == int(base)
 
 
+def test_export_recommended_takes_the_head_the_search_recommends(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = run_dir.parent / "model-recommended"
+    recommended = RunDir(run_dir).read_front()["recommended"]
+    code, _, err = run_cli(["export", str(run_dir), "--out", str(out), "--recommended"], capsys)
+    assert code == 0, err
+    source = json.loads((out / "moohead.json").read_text())["source"]
+    assert source == source | {"id": recommended["id"], "rule": "recommended"}
+
+
 def _bad_model_dirs(model_dir: Path, tmp: Path) -> dict[str, Path]:
     import shutil
 
@@ -256,7 +267,8 @@ def test_bad_input_one_line_exit_2_nothing_changed(
         (["export", str(tmp_path / "nosuchrun"), "--out", str(tmp_path / "m")], "does not exist"),
         (["export", str(tmp_path / "emptyrun"), "--out", str(tmp_path / "m")], "has no front.json"),
         (["export", str(run_dir), "--out", str(tmp_path / "m"), "--id", "9999"], "id 9999 is not on the front"),
-        (["export", str(run_dir), "--out", str(tmp_path / "m"), "--id", "1", "--knee"], "not both"),
+        (["export", str(run_dir), "--out", str(tmp_path / "m"), "--id", "1", "--knee"], "not several"),
+        (["export", str(run_dir), "--out", str(tmp_path / "m"), "--knee", "--recommended"], "choose one of --id N, --knee and --recommended"),
         (["export", str(run_dir), "--out", str(tmp_path / "m"), "--quantize", "int4"], "'int4' is not 'int8'"),
         (["predict", str(tmp_path / "nosuchmodel"), "hi"], "does not exist"),
         (["predict", str(bad["truncated"]), "--variant", "int8", "hi"], "truncated or replaced"),

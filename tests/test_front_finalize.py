@@ -21,7 +21,10 @@ from moohead.front import (
     select_front,
 )
 from moohead.genome import Genome, baseline
+from moohead.pooling import NativePooling
+from moohead.references import References, define
 from moohead.rundir import RunDir
+from moohead.significance import Lead
 
 LAYERS = 6
 
@@ -36,10 +39,14 @@ def ev(
 
 
 def spec(
-    latency: dict[int, float] | None = None, objectives: tuple[str, ...] = ("score", "flops")
+    latency: dict[int, float] | None = None,
+    objectives: tuple[str, ...] = ("score", "flops"),
+    p_value: float = 0.001,
 ) -> tuple[FrontSpec, list[list[Genome]]]:
-    """A FrontSpec whose re-timing returns ``latency[depth]`` (default 1 ms) and whose
-    validation score is the search-val score minus 0.01; records the re-timing calls."""
+    """A FrontSpec whose re-timing returns ``latency[depth]`` (default 1 ms), whose
+    validation score is the search-val score minus 0.01, and whose comparison of two heads
+    on search-val gives the difference of their scores with ``p_value``; records the
+    re-timing calls."""
     calls: list[list[Genome]] = []
 
     def retime(genomes: list[Genome]) -> list[float]:
@@ -49,8 +56,12 @@ def spec(
     def validate(e: Evaluation) -> dict[str, Any]:
         return {"score": e.score - 0.01, "splits": {"validation": {"score": e.score - 0.01}}}
 
+    def compare(a: Evaluation, b: Evaluation) -> Lead:
+        lead = a.score - b.score
+        return Lead(lead, lead - 0.02, lead + 0.02, p_value, resamples=100, examples=50)
+
     header = {"task": "sst2", "metric": "accuracy"}
-    return FrontSpec(objectives, LAYERS, retime, validate, header), calls
+    return FrontSpec(objectives, LAYERS, retime, validate, compare, header), calls
 
 
 def evaluations() -> list[Evaluation]:
@@ -301,14 +312,9 @@ def test_references_are_reported_with_gains_and_their_weights_kept(
 ) -> None:
     from conftest import run_cli
 
-    from moohead.pooling import NativePooling
-    from moohead.references import References, define
-
     evals = evaluations()
-    refs: References = define(LAYERS, False, NativePooling("mean", True, "x"))
-    refs.best = {"hf-head": evals[1], "probe@1": evals[2], "probe@2": evals[3]}
     s, _ = spec()
-    s.references = refs
+    s.references = references_of(evals)
     run = saved(tmp_path)
     doc = finalize(evals, [], s, run)
     assert [r["name"] for r in doc["references"]] == ["hf-head", "probe@1", "probe@2"]
@@ -327,3 +333,60 @@ def test_references_are_reported_with_gains_and_their_weights_kept(
     assert "baseline: " not in text.replace("(baseline):", "")  # hf-head is the baseline row
     assert "+0.0500 over hf-head (the reference), +0.0500 over hf-head" in text
     assert "cosine skipped: a single-sentence task" in text
+
+
+def references_of(evals: list[Evaluation]) -> References:
+    """hf-head (the reference, 0.75), probe@1 (on the front) and probe@2 (off it)."""
+    refs = define(LAYERS, False, NativePooling("mean", True, "x"))
+    refs.best = {"hf-head": evals[1], "probe@1": evals[2], "probe@2": evals[3]}
+    return refs
+
+
+def test_the_best_head_is_recommended_when_its_lead_is_significant(tmp_path: Path) -> None:
+    evals = evaluations()
+    s, _ = spec(p_value=0.001)
+    s.references = references_of(evals)
+    doc = finalize(evals, [], s, saved(tmp_path))
+    rec = doc["recommended"]
+    assert rec["id"] == 4 and rec["best"] == 4 and rec["name"] is None
+    assert rec["lead"]["lead"] == pytest.approx(0.05) and rec["lead"]["p_value"] == 0.001
+    assert rec["why"].startswith("the best search-val head: it leads hf-head by +5.00 points")
+    assert doc["gains"]["recommended"] == {
+        k: doc["gains"][k] for k in ("head", "vs_hf_head", "vs_reference")
+    }
+
+
+def test_the_reference_is_recommended_when_the_lead_may_be_noise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import run_cli
+
+    evals = evaluations()
+    s, _ = spec(p_value=0.2)
+    s.references = references_of(evals)
+    doc = finalize(evals, [], s, saved(tmp_path))
+    rec = doc["recommended"]
+    assert rec["id"] == 1 and rec["name"] == "hf-head" and rec["best"] == 4
+    assert "best search-val head #4 leads hf-head by +5.00 points" in rec["why"]
+    assert "not significant at 0.05" in rec["why"]
+    assert doc["gains"]["recommended"] == {"head": 1, "vs_hf_head": 0.0, "vs_reference": 0.0}
+    assert doc["gains"]["head"] == 4  # the best head's gains are still reported
+    code, out, _ = run_cli(["front", str(tmp_path)], capsys)
+    text = " ".join(out.split())
+    assert code == 0 and "recommended: #1, the reference (hf-head)" in text
+
+
+def test_no_comparison_when_no_front_head_beats_the_reference(tmp_path: Path) -> None:
+    evals = evaluations()
+    refs = references_of(evals)
+    refs.best["probe@1"] = evals[4]  # the best head is itself the best reference
+    s, _ = spec()
+
+    def never(a: Evaluation, b: Evaluation) -> Lead:
+        raise AssertionError("nothing to compare")
+
+    s.compare = never
+    s.references = refs
+    rec = finalize(evals, [], s, saved(tmp_path))["recommended"]
+    assert rec["id"] == 4 and rec["name"] == "probe@1" and rec["lead"] is None
+    assert "no front head scores above it" in rec["why"]

@@ -50,6 +50,7 @@ def test_budgets_in_a_fixed_order_with_their_comparisons() -> None:
     ("cfg", "rule"),
     [
         (PickConfig(knee=True), "knee"),
+        (PickConfig(recommended=True), "recommended"),
         (PickConfig(id=3), "id 3"),
         (PickConfig(id=0), "id 0"),
         (PickConfig(max_latency_ms=12.0), "latency_ms <= 12"),
@@ -65,6 +66,7 @@ def test_rule_names_the_choice(cfg: PickConfig, rule: str) -> None:
 @pytest.mark.parametrize(
     "cfg",
     [PickConfig(knee=True), PickConfig(id=0), PickConfig(id=7), PickConfig(min_score=0.0),
+     PickConfig(recommended=True),
      PickConfig(max_flops=1e9, max_latency_ms=3.0, min_score=0.5)],
 )  # fmt: skip
 def test_exactly_one_mode_is_valid(cfg: PickConfig) -> None:
@@ -74,13 +76,14 @@ def test_exactly_one_mode_is_valid(cfg: PickConfig) -> None:
 @pytest.mark.parametrize(
     "cfg",
     [PickConfig(), PickConfig(knee=True, id=1), PickConfig(knee=True, max_flops=1.0),
-     PickConfig(id=0, min_score=0.5), PickConfig(knee=True, id=2, max_latency_ms=1.0)],
+     PickConfig(id=0, min_score=0.5), PickConfig(knee=True, id=2, max_latency_ms=1.0),
+     PickConfig(recommended=True, knee=True), PickConfig(recommended=True, min_score=0.1)],
 )  # fmt: skip
 def test_none_or_several_modes_are_refused(cfg: PickConfig) -> None:
     with pytest.raises(
         MooheadError,
-        match=r"^choose exactly one of --knee, --id N, or budgets \(--max-latency-ms, "
-        r"--max-flops, --min-score\)$",
+        match=r"^choose exactly one of --recommended, --knee, --id N, or budgets "
+        r"\(--max-latency-ms, --max-flops, --min-score\)$",
     ):
         cfg.validate()
 
@@ -135,6 +138,50 @@ def test_choose_unknown_id_lists_the_front() -> None:
         MooheadError, match=r"^id 9 is not on the front; front ids: 1, 2, 3, 4 \(baseline 0\)$"
     ):
         choose(DOC, PickConfig(id=9))
+
+
+REFERENCE = {**entry(5, 0.85, 3.0, 30.0), "name": "native"}
+WITH_REFS = {
+    **DOC,
+    "references": [REFERENCE, {**BASELINE, "name": "hf-head"}],
+    "recommended": {"id": 5, "name": "native", "best": 4},
+}
+
+
+def test_choose_by_id_finds_references() -> None:
+    assert choose(WITH_REFS, PickConfig(id=5)) is REFERENCE
+    with pytest.raises(
+        MooheadError,
+        match=r"^id 9 is not on the front; front ids: 1, 2, 3, 4 \(baseline 0; references: "
+        r"native 5\)$",
+    ):
+        choose(WITH_REFS, PickConfig(id=9))
+
+
+def test_choose_the_recommended_head_a_reference_or_a_front_head() -> None:
+    assert choose(WITH_REFS, PickConfig(recommended=True)) is REFERENCE
+    on_front = {**WITH_REFS, "recommended": {"id": 4, "name": None, "best": 4}}
+    assert choose(on_front, PickConfig(recommended=True)) is FRONT[3]
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (DOC, r"^this run's front\.json has no recommended head \(written before"),
+        ({**WITH_REFS, "refined": True}, r"^the recommendation compares the search's scores"),
+        ({**WITH_REFS, "recommended": {"id": 77}}, r"^the recommended head 77 is neither"),
+    ],
+)
+def test_choose_recommended_refuses_what_has_no_recommendation(
+    doc: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(MooheadError, match=message):
+        choose(doc, PickConfig(recommended=True))
+
+
+def test_a_refined_front_does_not_offer_the_frozen_references() -> None:
+    with pytest.raises(MooheadError, match="is not on the front"):
+        choose({**WITH_REFS, "refined": True}, PickConfig(id=5))
 
 
 def test_choose_knee() -> None:

@@ -124,6 +124,37 @@ def test_run_directory_holds_everything(
 
 
 @pytest.mark.slow
+def test_heads_are_compared_on_the_search_val_outputs_they_were_scored_by(
+    tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path
+) -> None:
+    """The recommendation's paired bootstrap re-predicts search-val from the saved weights:
+    the lead it tests is exactly the difference of the scores the search recorded."""
+    from moohead.evaluation import Evaluation
+    from moohead.references import References
+    from moohead.search import front_spec, make_evaluator
+    from moohead.stop import StopFlag
+    from moohead.workspace import prepare
+
+    cfg = _cfg(tiny_encoder_dir, glue_dir, tmp_path / "run", generations=2)
+    doc = run_search(cfg)
+    run, ws = RunDir(cfg.out), prepare(cfg)
+    _, models = make_evaluator(ws, run, StopFlag())
+    spec = front_spec(ws, models, run, References([]))
+    records = run.archive.read()[0]
+    kept = [Evaluation.from_record(r) for r in records if run.heads.has(r["id"])]
+    assert len({e.score for e in kept}) > 1
+    for a, b in itertools.combinations(kept, 2):
+        lead = spec.compare(a, b)
+        assert lead.lead == pytest.approx(a.score - b.score, abs=1e-9)
+        assert lead.examples == len(ws.data.val.labels)
+        assert (lead.lead <= 0) <= (lead.p_value >= 0.5)  # a lead it lacks is never significant
+    rec = doc["recommended"]
+    best = max(doc["front"], key=lambda e: (e["score"], -e["id"]))
+    assert rec["best"] == best["id"]
+    assert rec["id"] in {best["id"], doc["references"][0]["id"]}
+
+
+@pytest.mark.slow
 def test_same_seed_same_front(tiny_encoder_dir: Path, glue_dir: Path, tmp_path: Path) -> None:
     docs = [run_search(_cfg(tiny_encoder_dir, glue_dir, tmp_path / f"run{i}")) for i in range(2)]
 
