@@ -292,7 +292,7 @@ def recommend(
             lead = compare(best, ref)
             test = (
                 f"leads {ref_name} by {100 * lead.lead:+.2f} points on search-val "
-                f"(paired bootstrap p={lead.p_value:.3f}, 95% interval "
+                f"(paired bootstrap p={lead.p_value:.3f}, {100 * (1 - 2 * ALPHA):g}% interval "
                 f"{100 * lead.low:+.2f} to {100 * lead.high:+.2f})"
             )
             if lead.significant:

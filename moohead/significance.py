@@ -29,8 +29,9 @@ class Lead:
 
     Attributes:
         lead: score(a) - score(b) on every example.
-        low: The 2.5th percentile of the lead over resamples.
-        high: The 97.5th percentile.
+        low: The 5th percentile of the lead over resamples: above 0 about when the lead is
+            significant at ``ALPHA`` (a 90% interval with ``high``).
+        high: The 95th percentile.
         p_value: Share of resamples where a does not lead b (one-sided).
         resamples: How many resamples.
         examples: How many examples the split holds.
@@ -81,7 +82,7 @@ def paired_bootstrap(
         idx = rng.integers(0, n, n)
         leads[i] = score(a, idx) - score(b, idx)
     leads = np.nan_to_num(leads, nan=0.0)  # a constant resample has no correlation: no lead
-    low, high = np.percentile(leads, [2.5, 97.5])
+    low, high = np.percentile(leads, [100 * ALPHA, 100 * (1 - ALPHA)])
     return Lead(
         lead=float(lead),
         low=float(low),
