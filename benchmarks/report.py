@@ -33,24 +33,30 @@ def _mean_cell(h: dict[str, Any]) -> str:
 
 def quality_table(data: dict[str, Any]) -> str:
     rows = [
-        "| task (validation split) | search seeds | best reference | best front head | gain | cheapest within 1 pt | gain | FLOPs vs reference | Spearman |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task (validation split) | search seeds | best reference | best front head | gain | recommended head | gain | cheapest within 1 pt | gain | FLOPs vs reference | Spearman |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def gain(h: dict[str, Any] | None) -> str:
+        return (
+            "-" if h is None or h["gain_points_mean"] is None else f"{h['gain_points_mean']:+.1f}"
+        )
+
     for task, t in data["tasks"].items():
         s = t["summary"]
         names = ", ".join(sorted({r["reference"]["name"] for r in t["runs"].values()}))
-        cheap = s["cheapest"]
+        cheap, rec = s["cheapest"], s.get("recommended")  # runs before 2026-12-01 lack it
         ratio = cheap["flops_vs_reference"]
-        gain = cheap["gain_points_mean"]
         rows.append(
             f"| {task} ({VALIDATION_NAMES.get(task, 'GLUE dev')}) | {s['reference']['runs']} | "
             f"{_mean_cell(s['reference'])} ({names}) | {_mean_cell(s['best'])} | "
-            f"{s['best']['gain_points_mean']:+.1f} | {_mean_cell(cheap)} | "
-            f"{'-' if gain is None else f'{gain:+.1f}'} | {'-' if ratio is None else f'{ratio:.2f}x'} | "
+            f"{gain(s['best'])} | {_mean_cell(rec) if rec else '-'} | {gain(rec)} | "
+            f"{_mean_cell(cheap)} | {gain(cheap)} | {'-' if ratio is None else f'{ratio:.2f}x'} | "
             f"{s['spearman_median']:.2f} |"
         )
-    # Seed by seed: the best reference's validation score / the best front head's, and
-    # what that head is (the reference itself where nothing beat it on search-val).
+    # Seed by seed: the validation scores of the best reference / the best front head (and
+    # what it is: the reference itself where nothing beat it on search-val) / the
+    # recommended head, with the recommendation's paired-bootstrap p on search-val.
     seeds = sorted({k for t in data["tasks"].values() for k in t["runs"]}, key=int)
     rows += ["", "| task | " + " | ".join(f"seed {k}" for k in seeds) + " |"]
     rows.append("|---|" + "---|" * len(seeds))
@@ -63,7 +69,13 @@ def quality_table(data: dict[str, Any]) -> str:
                 continue
             ref, best = r["reference"], r["best"]
             what = ref["name"] if best["id"] == ref["id"] else f"`{best['summary']}`"
-            cells.append(f"{100 * ref['validation']:.1f} / {100 * best['validation']:.1f}, {what}")
+            cell = f"{100 * ref['validation']:.1f} / {100 * best['validation']:.1f}"
+            if "recommended" in r:
+                rec, lead = r["recommended"], r["recommendation"]["lead"]
+                took = "best" if rec["id"] == best["id"] else "reference"
+                test = "" if lead is None else f", p={lead['p_value']:.3f}"
+                cell += f" / {100 * rec['validation']:.1f} ({took}{test})"
+            cells.append(f"{cell}, {what}")
         rows.append(f"| {task} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
