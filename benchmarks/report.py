@@ -72,7 +72,7 @@ def quality_table(data: dict[str, Any]) -> str:
             cell = f"{100 * ref['validation']:.1f} / {100 * best['validation']:.1f}"
             if "recommended" in r:
                 rec, lead = r["recommended"], r["recommendation"]["lead"]
-                took = "best" if rec["id"] == best["id"] else "reference"
+                took = "reference" if rec["id"] == ref["id"] else "best"
                 test = "" if lead is None else f", p={lead['p_value']:.3f}"
                 cell += f" / {100 * rec['validation']:.1f} ({took}{test})"
             cells.append(f"{cell}, {what}")
