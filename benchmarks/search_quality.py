@@ -42,6 +42,7 @@ from common import RESULTS, add_initial_random, glue_dir, write_result
 
 from moohead.config import SearchConfig
 from moohead.front import finalize
+from moohead.pick import PickConfig, choose
 from moohead.progress import Reporter
 from moohead.references import define
 from moohead.rundir import RunDir
@@ -56,8 +57,7 @@ def chosen(doc: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
     """The four heads of one run, chosen on search-val."""
     ref = doc["references"][0]
     best = max(doc["front"], key=lambda e: (e["score"], -e["id"]))
-    rec = doc["recommended"]["id"]
-    recommended = next(e for e in [*doc["front"], *doc["references"]] if e["id"] == rec)
+    recommended = choose(doc, PickConfig(recommended=True))  # moohead pick --recommended
     near = [e for e in doc["front"] if e["score"] >= ref["score"] - 0.01]
     cheapest = min(near, key=lambda e: (e["flops"], -e["score"])) if near else None
     return {"reference": ref, "best": best, "recommended": recommended, "cheapest": cheapest}

@@ -285,7 +285,7 @@ def recommend(
         why = "the best search-val head; no reference trained to compare it with"
     else:
         ref_name, ref = ranked[0]
-        if best.id == ref.id or best.score <= ref.score:
+        if best.score <= ref.score:  # the best head may be the reference itself
             chosen, name = ref, ref_name
             why = f"the reference ({ref_name}): no front head scores above it on search-val"
         else:

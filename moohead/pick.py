@@ -107,9 +107,9 @@ def choose(doc: dict[str, Any], cfg: PickConfig) -> dict[str, Any]:
     if cfg.recommended:
         return recommended(doc, references)
     if cfg.id is not None:
-        for e in [*front, doc["baseline"], *references]:
-            if e["id"] == cfg.id:
-                return e
+        found = by_id(doc, references, cfg.id)
+        if found is not None:
+            return found
         ids = ", ".join(str(e["id"]) for e in front)
         also = ", ".join(f"{e['name']} {e['id']}" for e in references if e["name"] != "hf-head")
         raise MooheadError(
@@ -130,6 +130,15 @@ def choose(doc: dict[str, Any], cfg: PickConfig) -> dict[str, Any]:
     return max(ok, key=lambda e: (e["score"], -e["flops"]))
 
 
+def by_id(
+    doc: dict[str, Any], references: list[dict[str, Any]], head_id: int
+) -> dict[str, Any] | None:
+    """The front head, baseline or reference (of ``references``) with this id, if any."""
+    return next(
+        (e for e in [*doc["front"], doc["baseline"], *references] if e["id"] == head_id), None
+    )
+
+
 def recommended(doc: dict[str, Any], references: list[dict[str, Any]]) -> dict[str, Any]:
     """The entry of the head the search recommends."""
     if doc.get("refined"):
@@ -143,9 +152,9 @@ def recommended(doc: dict[str, Any], references: list[dict[str, Any]]) -> dict[s
             "this run's front.json has no recommended head (written before moohead "
             "recommended one): pick with --knee, --id N or a budget"
         )
-    for e in [*doc["front"], *references, doc["baseline"]]:
-        if e["id"] == rec["id"]:
-            return e
+    found = by_id(doc, references, rec["id"])
+    if found is not None:
+        return found
     raise MooheadError(
         f"the recommended head {rec['id']} is neither on the front nor a reference, so "
         "front.json is damaged; pick with --knee, --id N or a budget"

@@ -21,7 +21,7 @@ from moohead.evaluate import Evaluator
 from moohead.evaluation import Evaluation
 from moohead.fidelity import SearchData, score_model
 from moohead.front import TOLERANCES, FrontSpec, best_baseline, finalize, search_hypervolume
-from moohead.fused import ModelFactory
+from moohead.fused import FusedModel, ModelFactory
 from moohead.genome import Genome, decode, encode, search_space
 from moohead.halving import Halving
 from moohead.machine import check_timing
@@ -220,14 +220,15 @@ def front_spec(ws: Workspace, models: ModelFactory, run: RunDir, refs: Reference
         inputs = [models.reference(m, cfg.reference_length) for m in fused]
         return replace(cost_config(cfg), latency_runs=cfg.latency_runs).time(fused, inputs)
 
+    def trained(ev: Evaluation) -> FusedModel:
+        return models.trained(ev.genome, run.heads.load(ev.id))
+
     def validate(ev: Evaluation) -> dict[str, Any]:
-        model = models.trained(ev.genome, run.heads.load(ev.id))
-        return score_model(ws.fidelity, data.task, model, ev.genome, ws.validation, train_cfg)
+        return score_model(ws.fidelity, data.task, trained(ev), ev.genome, ws.validation, train_cfg)
 
     def compare(a: Evaluation, b: Evaluation) -> Lead:
-        def outputs(e: Evaluation) -> np.ndarray:
-            model = models.trained(e.genome, run.heads.load(e.id))
-            return ws.fidelity.predict(model, e.genome, data.val, train_cfg)
+        def outputs(ev: Evaluation) -> np.ndarray:
+            return ws.fidelity.predict(trained(ev), ev.genome, data.val, train_cfg)
 
         return paired_bootstrap(data.task, outputs(a), outputs(b), data.val.labels)
 
