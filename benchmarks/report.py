@@ -380,6 +380,7 @@ def main() -> None:
         ("search_quality_fill", quality_table),
         ("search_vs_random", svr_table),
         ("search_vs_random_init10", svr_table),
+        ("search_vs_random_adapters", svr_table),
         ("search_speed", speed_table),
         ("multifidelity", multifidelity_table),
         ("multifidelity_wide", multifidelity_table),
